@@ -1,0 +1,298 @@
+//! The command line: `serve`, `sandbox`, `demo`, `migrate` and small admin commands.
+//! Commands that create something print it alone on the last line of stdout.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use secrecy::{ExposeSecret, SecretString};
+
+use crate::clock::Clock;
+use crate::config::{self, ProviderSettings, RawSettings, Settings};
+use crate::crypto::{self, KeyRing};
+use crate::sandbox::Sandbox;
+use crate::web::api::{EndUserInput, create_link_for};
+use crate::{AppState, Application, db};
+
+#[derive(Parser)]
+#[command(name = "keyhaven", version, about = "Self-hosted OAuth 2.0 account-connection portal")]
+pub struct Cli {
+    /// TOML configuration file (also KEYHAVEN_CONFIG).
+    #[arg(long, global = true)]
+    pub config: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Run the portal.
+    Serve,
+    /// Run the provider sandbox on its own.
+    Sandbox {
+        #[arg(long, default_value = "127.0.0.1:8081")]
+        listen: SocketAddr,
+        /// Approve every authorization at once (load tests).
+        #[arg(long)]
+        auto_approve: bool,
+        /// Register a client: PROVIDER:CLIENT_ID:CLIENT_SECRET:REDIRECT_URI (repeatable).
+        #[arg(long = "client")]
+        clients: Vec<String>,
+    },
+    /// Portal and sandbox in one process, with a demo user; prints the URL to open.
+    Demo {
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: SocketAddr,
+        #[arg(long, default_value = "127.0.0.1:8081")]
+        sandbox_listen: SocketAddr,
+        /// Where the demo keeps its generated encryption key.
+        #[arg(long, default_value = ".keyhaven")]
+        data_dir: PathBuf,
+    },
+    /// Create the database if needed and run migrations.
+    Migrate,
+    /// Connect links for end users.
+    Link {
+        #[command(subcommand)]
+        action: LinkAction,
+    },
+    /// API keys for the host product's backend.
+    ApiKey {
+        #[command(subcommand)]
+        action: ApiKeyAction,
+    },
+    /// Encryption keys.
+    Keys {
+        #[command(subcommand)]
+        action: KeysAction,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum LinkAction {
+    /// Create a connect link; prints its URL.
+    Create {
+        #[arg(long)]
+        user: String,
+        #[arg(long)]
+        email: Option<String>,
+        #[arg(long)]
+        name: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum ApiKeyAction {
+    /// Create an API key; prints the key (shown once).
+    Create {
+        #[arg(long, default_value = "default")]
+        name: String,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum KeysAction {
+    /// Print a new `kid:base64` key entry for KEYHAVEN_ENCRYPTION_KEYS.
+    Generate {
+        #[arg(long, default_value = "k1")]
+        kid: String,
+    },
+}
+
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Serve => {
+            let settings = load(cli.config.as_deref())?;
+            let app = Application::build(settings, Clock::default()).await?;
+            tracing::info!(addr = %app.local_addr()?, "keyhaven listening");
+            app.run_until(shutdown_signal()).await
+        }
+        Command::Sandbox { listen, auto_approve, clients } => {
+            let sandbox = Sandbox::new(Clock::default());
+            for spec in &clients {
+                let parts: Vec<&str> = spec.splitn(4, ':').collect();
+                let [provider, id, secret, redirect] = parts.as_slice() else {
+                    anyhow::bail!("--client must be PROVIDER:CLIENT_ID:CLIENT_SECRET:REDIRECT_URI");
+                };
+                sandbox.register_client(provider, id, secret, vec![redirect.to_string()]);
+            }
+            sandbox.set_auto_approve(auto_approve);
+            let base = sandbox.spawn(listen).await?;
+            println!("sandbox listening on {base}");
+            shutdown_signal().await;
+            Ok(())
+        }
+        Command::Demo { listen, sandbox_listen, data_dir } => demo(listen, sandbox_listen, &data_dir).await,
+        Command::Migrate => {
+            let settings = load(cli.config.as_deref())?;
+            db::connect_and_migrate(settings.database.url.expose_secret(), 2).await?;
+            println!("migrations applied");
+            Ok(())
+        }
+        Command::Link { action: LinkAction::Create { user, email, name } } => {
+            let app = offline_state(cli.config.as_deref()).await?;
+            let (url, _) = create_link_for(&app, &EndUserInput { external_id: user, email, name })
+                .await
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            println!("{url}");
+            Ok(())
+        }
+        Command::ApiKey { action: ApiKeyAction::Create { name } } => {
+            let app = offline_state(cli.config.as_deref()).await?;
+            let key = create_api_key(&app, &name).await?;
+            println!("{key}");
+            Ok(())
+        }
+        Command::Keys { action: KeysAction::Generate { kid } } => {
+            println!("{}", KeyRing::generate_entry(&kid)?);
+            Ok(())
+        }
+    }
+}
+
+fn load(file: Option<&Path>) -> anyhow::Result<Settings> {
+    Ok(config::load_raw(file)?.validate()?)
+}
+
+/// State for one-shot commands: settings and a database, no listener.
+async fn offline_state(file: Option<&Path>) -> anyhow::Result<AppState> {
+    let settings = load(file)?;
+    let pool = db::connect_and_migrate(settings.database.url.expose_secret(), 2).await?;
+    AppState::new(settings, pool, Clock::default())
+}
+
+pub async fn create_api_key(app: &AppState, name: &str) -> anyhow::Result<String> {
+    let key = format!("khk_{}", crypto::random_token()?);
+    let mut conn = app.pool.acquire().await?;
+    db::api_keys::create(&mut conn, name, &crypto::token_hash(&key)).await?;
+    Ok(key)
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+    tracing::info!("shutting down");
+}
+
+/// Demo client credentials: they only ever meet the local sandbox.
+const DEMO_CLIENT_ID: &str = "keyhaven-demo";
+
+/// Settings for portal + sandbox on this machine, with every provider pointed at the sandbox.
+pub fn sandbox_settings(
+    public_url: &str,
+    listen: SocketAddr,
+    sandbox_base: &str,
+    database_url: &str,
+    keys: &str,
+    client_secret: &str,
+) -> anyhow::Result<Settings> {
+    let mut raw = RawSettings::default();
+    raw.server.listen = listen;
+    raw.server.public_url = public_url.parse().context("public URL")?;
+    raw.database.url = SecretString::from(database_url);
+    raw.encryption_keys = Some(SecretString::from(keys));
+    let credentials = |p: &mut ProviderSettings| {
+        p.client_id = Some(DEMO_CLIENT_ID.into());
+        p.client_secret = Some(SecretString::from(client_secret));
+    };
+    let mut sr = ProviderSettings {
+        authorize_url: Some(format!("{sandbox_base}/smartrecruiters/identity/oauth/allow")),
+        token_url: Some(format!("{sandbox_base}/smartrecruiters/identity/oauth/token")),
+        api_url: Some(format!("{sandbox_base}/smartrecruiters")),
+        ..Default::default()
+    };
+    credentials(&mut sr);
+    raw.providers.insert("smartrecruiters".into(), sr);
+    let mut acme = ProviderSettings {
+        kind: Some("oauth2".into()),
+        display_name: Some("Acme HR".into()),
+        authorize_url: Some(format!("{sandbox_base}/oauth2/authorize")),
+        token_url: Some(format!("{sandbox_base}/oauth2/token")),
+        userinfo_url: Some(format!("{sandbox_base}/oauth2/userinfo")),
+        revocation_url: Some(format!("{sandbox_base}/oauth2/revoke")),
+        issuer: Some(format!("{sandbox_base}/oauth2")),
+        account_label_pointer: Some("/email".into()),
+        scopes: Some(vec!["openid".into(), "offline_access".into()]),
+        pkce: Some(true),
+        client_auth: Some("basic".into()),
+        ..Default::default()
+    };
+    credentials(&mut acme);
+    raw.providers.insert("acme".into(), acme);
+    Ok(raw.validate()?)
+}
+
+/// Registers the portal's clients at the sandbox with their exact redirect URIs.
+pub fn register_sandbox_clients(sandbox: &Sandbox, settings: &Settings, client_secret: &str) {
+    sandbox.register_client("smartrecruiters", DEMO_CLIENT_ID, client_secret, vec![settings.redirect_uri("smartrecruiters")]);
+    sandbox.register_client("oauth2", DEMO_CLIENT_ID, client_secret, vec![settings.redirect_uri("acme")]);
+}
+
+async fn demo(listen: SocketAddr, sandbox_listen: SocketAddr, data_dir: &Path) -> anyhow::Result<()> {
+    let keys = demo_key(data_dir)?;
+    let client_secret = crypto::random_token()?;
+    let clock = Clock::default();
+    let sandbox = Sandbox::new(clock.clone());
+    let sandbox_base = sandbox.spawn(sandbox_listen).await.context("starting the sandbox")?;
+    let database_url = std::env::var("DATABASE_URL")
+        .unwrap_or_else(|_| config::DEFAULT_DATABASE_URL.replace("/keyhaven", "/keyhaven_demo"));
+    let public_url = format!("http://{listen}");
+    let settings = sandbox_settings(&public_url, listen, &sandbox_base, &database_url, &keys, &client_secret)?;
+    register_sandbox_clients(&sandbox, &settings, &client_secret);
+    let app = Application::build(settings, clock).await.context("starting the portal")?;
+    let state = app.state().clone();
+    let (link, _) = create_link_for(
+        &state,
+        &EndUserInput { external_id: "demo-user".into(), email: Some("demo@example.com".into()), name: Some("Demo User".into()) },
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let api_key = create_api_key(&state, "demo").await?;
+    println!("Keyhaven demo is running.");
+    println!("  portal:   {public_url}");
+    println!("  sandbox:  {sandbox_base} (imitates SmartRecruiters and a standard OAuth 2.0 server)");
+    println!("  API key:  {api_key}");
+    println!("  try:      curl -H 'Authorization: Bearer {api_key}' {public_url}/api/v1/end-users/demo-user/connections");
+    println!("Open this connect link in your browser, click Connect SmartRecruiters, then Approve:");
+    println!("{link}");
+    app.run_until(shutdown_signal()).await
+}
+
+/// The demo's encryption key, generated once and kept in the data directory.
+fn demo_key(data_dir: &Path) -> anyhow::Result<String> {
+    let path = data_dir.join("demo-encryption-key");
+    if let Ok(existing) = std::fs::read_to_string(&path) {
+        let existing = existing.trim().to_string();
+        KeyRing::parse(&existing).with_context(|| format!("{} is not a valid key", path.display()))?;
+        return Ok(existing);
+    }
+    std::fs::create_dir_all(data_dir).with_context(|| format!("creating {}", data_dir.display()))?;
+    let entry = KeyRing::generate_entry("demo")?;
+    write_private(&path, &entry)?;
+    Ok(entry)
+}
+
+fn write_private(path: &Path, contents: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options.open(path).with_context(|| format!("creating {}", path.display()))?;
+    file.write_all(contents.as_bytes())?;
+    Ok(())
+}

@@ -1,0 +1,245 @@
+//! Typed settings, loaded once from an optional TOML file and `KEYHAVEN_*` environment
+//! variables. Anything missing or invalid stops start-up with one line naming the setting.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use figment::Figment;
+use figment::providers::{Env, Format, Toml};
+use secrecy::SecretString;
+use serde::{Deserialize, Deserializer};
+use url::Url;
+
+use crate::crypto::KeyRing;
+use crate::providers::{self, Provider};
+
+pub const DEFAULT_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/keyhaven";
+
+/// A setting that is missing or wrong; its message names the setting.
+#[derive(Debug, thiserror::Error)]
+#[error("configuration error: {setting}: {problem}")]
+pub struct ConfigError {
+    pub setting: String,
+    pub problem: String,
+}
+
+impl ConfigError {
+    pub fn new(setting: impl Into<String>, problem: impl Into<String>) -> Self {
+        Self { setting: setting.into(), problem: problem.into() }
+    }
+}
+
+/// The raw shape of the configuration file and environment.
+#[derive(Debug, Default, Deserialize)]
+pub struct RawSettings {
+    #[serde(default)]
+    pub server: ServerSettings,
+    #[serde(default)]
+    pub database: DatabaseSettings,
+    pub encryption_keys: Option<SecretString>,
+    #[serde(default)]
+    pub links: LinkSettings,
+    #[serde(default)]
+    pub providers: BTreeMap<String, ProviderSettings>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerSettings {
+    pub listen: SocketAddr,
+    pub public_url: Url,
+    /// Total timeout of each call to a provider, in seconds (at most 10).
+    pub http_timeout_secs: u64,
+    /// Lifetime of an end user's browser session, in hours.
+    pub session_hours: i64,
+}
+
+impl Default for ServerSettings {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            #[expect(clippy::expect_used, reason = "constant URL")]
+            public_url: Url::parse("http://localhost:8080").expect("valid constant URL"),
+            http_timeout_secs: 10,
+            session_hours: 24,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DatabaseSettings {
+    pub url: SecretString,
+    pub max_connections: u32,
+}
+
+impl Default for DatabaseSettings {
+    fn default() -> Self {
+        Self { url: SecretString::from(DEFAULT_DATABASE_URL), max_connections: 32 }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LinkSettings {
+    pub connect_link_hours: i64,
+}
+
+impl Default for LinkSettings {
+    fn default() -> Self {
+        Self { connect_link_hours: 24 }
+    }
+}
+
+/// One `[providers.<id>]` table. Built-in providers need only credentials; any other id
+/// is a generic OAuth 2.0 provider (`kind = "oauth2"`) described entirely here.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProviderSettings {
+    pub kind: Option<String>,
+    pub display_name: Option<String>,
+    pub client_id: Option<String>,
+    pub client_secret: Option<SecretString>,
+    #[serde(default, deserialize_with = "string_or_list")]
+    pub scopes: Option<Vec<String>>,
+    pub scope_separator: Option<String>,
+    pub authorize_url: Option<String>,
+    pub token_url: Option<String>,
+    pub api_url: Option<String>,
+    pub client_auth: Option<String>,
+    pub token_body: Option<String>,
+    pub pkce: Option<bool>,
+    #[serde(default)]
+    pub authorize_params: BTreeMap<String, String>,
+    pub issuer: Option<String>,
+    pub userinfo_url: Option<String>,
+    pub account_id_pointer: Option<String>,
+    pub account_label_pointer: Option<String>,
+    pub revocation_url: Option<String>,
+}
+
+/// Accepts `["a", "b"]` or a single string split on commas and whitespace, so that
+/// `KEYHAVEN_PROVIDERS__X__SCOPES="a b"` works as well as a TOML list.
+fn string_or_list<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<String>>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany {
+        One(String),
+        Many(Vec<String>),
+    }
+    Ok(match Option::<OneOrMany>::deserialize(d)? {
+        None => None,
+        Some(OneOrMany::Many(list)) => Some(list),
+        Some(OneOrMany::One(s)) => Some(
+            s.split(|c: char| c == ',' || c.is_whitespace())
+                .filter(|s| !s.is_empty())
+                .map(String::from)
+                .collect(),
+        ),
+    })
+}
+
+/// Everything the application needs, validated.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub server: ServerSettings,
+    pub database: DatabaseSettings,
+    pub keys: KeyRing,
+    pub links: LinkSettings,
+    /// Offered providers in display order.
+    pub providers: Vec<Provider>,
+    /// Configured but not offered, with the reason (shown to admins).
+    pub unavailable_providers: Vec<(String, String)>,
+}
+
+impl Settings {
+    pub fn http_timeout(&self) -> Duration {
+        Duration::from_secs(self.server.http_timeout_secs)
+    }
+
+    pub fn provider(&self, id: &str) -> Option<&Provider> {
+        self.providers.iter().find(|p| p.id == id)
+    }
+
+    /// Cookies are Secure unless the portal is plain http on localhost.
+    pub fn secure_cookies(&self) -> bool {
+        let url = &self.server.public_url;
+        !(url.scheme() == "http"
+            && matches!(url.host_str(), Some("localhost" | "127.0.0.1" | "[::1]")))
+    }
+
+    /// `{public_url}/oauth/{provider}/callback`, the redirect URI to register.
+    pub fn redirect_uri(&self, provider_id: &str) -> String {
+        format!("{}/oauth/{provider_id}/callback", self.public_base())
+    }
+
+    pub fn public_base(&self) -> &str {
+        self.server.public_url.as_str().trim_end_matches('/')
+    }
+}
+
+/// Reads the file (if any) and the environment into raw settings.
+pub fn load_raw(file: Option<&Path>) -> Result<RawSettings, ConfigError> {
+    let mut figment = Figment::new();
+    let file = file
+        .map(Path::to_path_buf)
+        .or_else(|| std::env::var_os("KEYHAVEN_CONFIG").map(Into::into));
+    if let Some(path) = &file {
+        if !path.exists() {
+            return Err(ConfigError::new("KEYHAVEN_CONFIG", format!("file {} not found", path.display())));
+        }
+        figment = figment.merge(Toml::file(path));
+    }
+    figment = figment
+        .merge(Env::prefixed("KEYHAVEN_").split("__"))
+        .merge(Env::raw().only(&["DATABASE_URL"]).map(|_| "database.url".into()));
+    figment.extract().map_err(|e| {
+        let setting = if e.path.is_empty() { "configuration".to_string() } else { e.path.join(".") };
+        ConfigError::new(setting, e.kind.to_string())
+    })
+}
+
+impl RawSettings {
+    /// Validates everything and builds the provider list.
+    pub fn validate(self) -> Result<Settings, ConfigError> {
+        use secrecy::ExposeSecret;
+        if !matches!(self.server.public_url.scheme(), "http" | "https") {
+            return Err(ConfigError::new("server.public_url", "must be an http or https URL"));
+        }
+        if self.server.http_timeout_secs == 0 || self.server.http_timeout_secs > 10 {
+            return Err(ConfigError::new("server.http_timeout_secs", "must be between 1 and 10"));
+        }
+        if self.links.connect_link_hours <= 0 {
+            return Err(ConfigError::new("links.connect_link_hours", "must be positive"));
+        }
+        let keys = match &self.encryption_keys {
+            None => {
+                return Err(ConfigError::new(
+                    "KEYHAVEN_ENCRYPTION_KEYS",
+                    "missing: set it to kid:base64-32-byte-key (generate one with `keyhaven keys generate`)",
+                ));
+            }
+            Some(list) => KeyRing::parse(list.expose_secret())
+                .map_err(|e| ConfigError::new("KEYHAVEN_ENCRYPTION_KEYS", e.to_string()))?,
+        };
+        let mut offered = Vec::new();
+        let mut unavailable = Vec::new();
+        for (id, raw) in &self.providers {
+            match providers::from_settings(id, raw)? {
+                Ok(provider) => offered.push(provider),
+                Err(reason) => unavailable.push((id.clone(), reason)),
+            }
+        }
+        offered.sort_by(|a, b| a.display_name.cmp(&b.display_name));
+        Ok(Settings {
+            server: self.server,
+            database: self.database,
+            keys,
+            links: self.links,
+            providers: offered,
+            unavailable_providers: unavailable,
+        })
+    }
+}

@@ -1,0 +1,45 @@
+//! The history of each connection. Details never hold secrets.
+
+use sqlx::PgConnection;
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+#[derive(Debug, Clone)]
+pub struct Event {
+    pub kind: String,
+    pub detail: Option<String>,
+    pub actor: String,
+    pub at: OffsetDateTime,
+}
+
+pub async fn record(
+    conn: &mut PgConnection,
+    connection_id: Uuid,
+    kind: &str,
+    detail: Option<&str>,
+    actor: &str,
+    at: OffsetDateTime,
+) -> sqlx::Result<()> {
+    sqlx::query!(
+        "INSERT INTO connection_events (connection_id, kind, detail, actor, at) VALUES ($1, $2, $3, $4, $5)",
+        connection_id,
+        kind,
+        detail,
+        actor,
+        at
+    )
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+pub async fn list(conn: &mut PgConnection, connection_id: Uuid, limit: i64) -> sqlx::Result<Vec<Event>> {
+    sqlx::query_as!(
+        Event,
+        "SELECT kind, detail, actor, at FROM connection_events WHERE connection_id = $1 ORDER BY at DESC, id DESC LIMIT $2",
+        connection_id,
+        limit
+    )
+    .fetch_all(conn)
+    .await
+}

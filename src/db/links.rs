@@ -1,0 +1,45 @@
+//! Connect and reconnect links. Only the SHA-256 of a link's token is stored.
+
+use sqlx::PgConnection;
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+#[derive(Debug, Clone)]
+pub struct Link {
+    pub kind: String,
+    pub end_user_id: Uuid,
+    pub connection_id: Option<Uuid>,
+    pub expires_at: OffsetDateTime,
+    pub used_at: Option<OffsetDateTime>,
+}
+
+pub async fn create(
+    conn: &mut PgConnection,
+    token_hash: &[u8],
+    kind: &str,
+    end_user_id: Uuid,
+    connection_id: Option<Uuid>,
+    expires_at: OffsetDateTime,
+) -> sqlx::Result<()> {
+    sqlx::query!(
+        "INSERT INTO links (token_hash, kind, end_user_id, connection_id, expires_at) VALUES ($1, $2, $3, $4, $5)",
+        token_hash,
+        kind,
+        end_user_id,
+        connection_id,
+        expires_at
+    )
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+pub async fn find(conn: &mut PgConnection, token_hash: &[u8]) -> sqlx::Result<Option<Link>> {
+    sqlx::query_as!(
+        Link,
+        "SELECT kind, end_user_id, connection_id, expires_at, used_at FROM links WHERE token_hash = $1",
+        token_hash
+    )
+    .fetch_optional(conn)
+    .await
+}

@@ -1,0 +1,39 @@
+//! Database access: free async functions over a connection or transaction, one file
+//! per table family. Migrations are embedded and run at start.
+
+pub mod api_keys;
+pub mod connections;
+pub mod end_users;
+pub mod events;
+pub mod links;
+pub mod pending;
+
+use sqlx::migrate::MigrateDatabase;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{PgPool, Postgres};
+use std::str::FromStr;
+use std::time::Duration;
+
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+/// Creates the database if it is missing, connects, and runs migrations.
+pub async fn connect_and_migrate(url: &str, max_connections: u32) -> anyhow::Result<PgPool> {
+    if !Postgres::database_exists(url).await? {
+        // Two instances starting together may both try; losing that race is fine.
+        if let Err(e) = Postgres::create_database(url).await {
+            if !Postgres::database_exists(url).await? {
+                return Err(e.into());
+            }
+        }
+    }
+    let options = PgConnectOptions::from_str(url)?.application_name("keyhaven");
+    let pool = PgPoolOptions::new()
+        .max_connections(max_connections)
+        .min_connections(1)
+        // Fail fast when the pool is exhausted rather than queueing behind a slow provider.
+        .acquire_timeout(Duration::from_secs(3))
+        .connect_with(options)
+        .await?;
+    MIGRATOR.run(&pool).await?;
+    Ok(pool)
+}

@@ -1,0 +1,68 @@
+//! Authorizations in flight. A row is bound to one browser session and deleted by the
+//! callback that consumes it, so a state works once.
+
+use sqlx::PgConnection;
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+pub struct NewPending<'a> {
+    pub state_hash: &'a [u8],
+    pub session_hash: &'a [u8],
+    pub provider: &'a str,
+    pub end_user_id: Uuid,
+    pub connection_id: Option<Uuid>,
+    pub pkce_verifier: Option<&'a [u8]>,
+    pub context: serde_json::Value,
+    pub created_at: OffsetDateTime,
+    pub expires_at: OffsetDateTime,
+}
+
+#[derive(Debug)]
+pub struct Pending {
+    pub provider: String,
+    pub end_user_id: Uuid,
+    pub connection_id: Option<Uuid>,
+    pub pkce_verifier: Option<Vec<u8>>,
+    pub context: serde_json::Value,
+    pub expires_at: OffsetDateTime,
+}
+
+pub async fn insert(conn: &mut PgConnection, p: NewPending<'_>) -> sqlx::Result<()> {
+    sqlx::query!(
+        r#"INSERT INTO pending_authorizations
+             (state_hash, session_hash, provider, end_user_id, connection_id, pkce_verifier, context, created_at, expires_at)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"#,
+        p.state_hash,
+        p.session_hash,
+        p.provider,
+        p.end_user_id,
+        p.connection_id,
+        p.pkce_verifier,
+        p.context,
+        p.created_at,
+        p.expires_at
+    )
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Consumes the authorization for this state if it belongs to this session.
+pub async fn take(conn: &mut PgConnection, state_hash: &[u8], session_hash: &[u8]) -> sqlx::Result<Option<Pending>> {
+    sqlx::query_as!(
+        Pending,
+        r#"DELETE FROM pending_authorizations WHERE state_hash = $1 AND session_hash = $2
+           RETURNING provider, end_user_id, connection_id, pkce_verifier, context, expires_at"#,
+        state_hash,
+        session_hash
+    )
+    .fetch_optional(conn)
+    .await
+}
+
+pub async fn delete_expired(conn: &mut PgConnection, now: OffsetDateTime) -> sqlx::Result<u64> {
+    let done = sqlx::query!("DELETE FROM pending_authorizations WHERE expires_at < $1", now)
+        .execute(conn)
+        .await?;
+    Ok(done.rows_affected())
+}

@@ -1,0 +1,100 @@
+//! Keyhaven: a self-hosted OAuth 2.0 account-connection portal.
+
+pub mod cli;
+pub mod clock;
+pub mod config;
+pub mod crypto;
+pub mod db;
+pub mod error;
+pub mod oauth;
+pub mod providers;
+pub mod sandbox;
+pub mod telemetry;
+pub mod web;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use sqlx::PgPool;
+use tokio::net::TcpListener;
+use tower_sessions_sqlx_store::PostgresStore;
+
+pub use clock::Clock;
+pub use config::Settings;
+
+/// Everything a handler needs; cheap to clone.
+#[derive(Clone)]
+pub struct AppState(Arc<Inner>);
+
+pub struct Inner {
+    pub settings: Settings,
+    pub pool: PgPool,
+    pub http: reqwest::Client,
+    pub clock: Clock,
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Inner;
+    fn deref(&self) -> &Inner {
+        &self.0
+    }
+}
+
+impl AppState {
+    pub fn new(settings: Settings, pool: PgPool, clock: Clock) -> anyhow::Result<Self> {
+        let http = outbound_client(settings.http_timeout())?;
+        Ok(Self(Arc::new(Inner { settings, pool, http, clock })))
+    }
+}
+
+/// The one client for provider calls: no redirects followed, bounded timeouts, rustls.
+pub fn outbound_client(total: Duration) -> anyhow::Result<reqwest::Client> {
+    Ok(reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .connect_timeout(Duration::from_secs(5).min(total))
+        .timeout(total)
+        .user_agent(concat!("keyhaven/", env!("CARGO_PKG_VERSION")))
+        .build()?)
+}
+
+/// A bound, ready-to-run portal.
+pub struct Application {
+    listener: TcpListener,
+    state: AppState,
+    store: PostgresStore,
+}
+
+impl Application {
+    /// Connects to Postgres (creating and migrating the database) and binds the listener.
+    pub async fn build(settings: Settings, clock: Clock) -> anyhow::Result<Self> {
+        use secrecy::ExposeSecret;
+        let pool = db::connect_and_migrate(settings.database.url.expose_secret(), settings.database.max_connections).await?;
+        Self::build_with_pool(settings, pool, clock).await
+    }
+
+    pub async fn build_with_pool(settings: Settings, pool: PgPool, clock: Clock) -> anyhow::Result<Self> {
+        let store = PostgresStore::new(pool.clone());
+        store.migrate().await?;
+        let listener = TcpListener::bind(settings.server.listen).await?;
+        let state = AppState::new(settings, pool, clock)?;
+        Ok(Self { listener, state, store })
+    }
+
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Serves until `shutdown` resolves, then drains in-flight requests.
+    pub async fn run_until(self, shutdown: impl std::future::Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+        let housekeeping = tokio::spawn(web::housekeeping(self.state.clone(), self.store.clone()));
+        let app = web::router(self.state, self.store);
+        let result = axum::serve(self.listener, app).with_graceful_shutdown(shutdown).await;
+        housekeeping.abort();
+        Ok(result?)
+    }
+}

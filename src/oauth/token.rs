@@ -1,0 +1,270 @@
+//! Token-endpoint calls (code exchange and refresh) shaped for each provider, and the
+//! classification of every answer into a token set or a failure class.
+
+use std::fmt;
+use std::time::Duration;
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use reqwest::StatusCode;
+use secrecy::{ExposeSecret, SecretString};
+use serde_json::{Map, Value};
+use time::OffsetDateTime;
+
+use crate::providers::{ClientAuth, Provider, TokenBody};
+
+const MAX_BODY: usize = 64 * 1024;
+
+pub enum Grant<'a> {
+    Code { code: &'a str, redirect_uri: &'a str, verifier: Option<&'a str> },
+    Refresh { refresh_token: &'a str },
+}
+
+impl Grant<'_> {
+    fn kind(&self) -> &'static str {
+        match self {
+            Grant::Code { .. } => "authorization_code",
+            Grant::Refresh { .. } => "refresh_token",
+        }
+    }
+}
+
+/// What a successful token response gave us.
+pub struct TokenSet {
+    pub access_token: SecretString,
+    pub refresh_token: Option<SecretString>,
+    pub token_type: Option<String>,
+    pub expires_at: Option<OffsetDateTime>,
+    pub scope: Option<String>,
+}
+
+impl fmt::Debug for TokenSet {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TokenSet")
+            .field("access_token", &"[redacted]")
+            .field("refresh_token", &self.refresh_token.as_ref().map(|_| "[redacted]"))
+            .field("token_type", &self.token_type)
+            .field("expires_at", &self.expires_at)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Failure classes; each one decides what happens next (see DESIGN.md).
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum TokenError {
+    /// The grant (code or refresh token) is dead: reconnect, never retry.
+    #[error("the provider rejected the grant ({0})")]
+    InvalidGrant(String),
+    /// Our client credentials are wrong: a provider-level problem.
+    #[error("the provider rejected Keyhaven's client credentials")]
+    InvalidClient,
+    #[error("the provider is throttling requests")]
+    Throttled { retry_after: Option<Duration> },
+    #[error("the provider is unavailable (HTTP {0})")]
+    Unavailable(u16),
+    /// No answer in time: the request may have been processed.
+    #[error("the provider did not answer in time")]
+    Timeout,
+    /// Never reached the provider (connection refused, DNS).
+    #[error("the provider could not be reached")]
+    Unreachable,
+    #[error("the provider's answer was not a usable token response ({0})")]
+    Malformed(&'static str),
+    #[error("the provider refused the request ({0})")]
+    Rejected(String),
+}
+
+impl TokenError {
+    /// Short stable code for events and API answers.
+    pub fn code(&self) -> &'static str {
+        match self {
+            TokenError::InvalidGrant(_) => "invalid_grant",
+            TokenError::InvalidClient => "invalid_client",
+            TokenError::Throttled { .. } => "throttled",
+            TokenError::Unavailable(_) => "provider_unavailable",
+            TokenError::Timeout => "timeout",
+            TokenError::Unreachable => "unreachable",
+            TokenError::Malformed(_) => "malformed_response",
+            TokenError::Rejected(_) => "rejected",
+        }
+    }
+}
+
+/// One token request; never retried here (a code must not be sent twice).
+pub async fn request(
+    http: &reqwest::Client,
+    provider: &Provider,
+    grant: Grant<'_>,
+    now: OffsetDateTime,
+) -> Result<TokenSet, TokenError> {
+    let mut params: Vec<(&str, &str)> = vec![("grant_type", grant.kind())];
+    match &grant {
+        Grant::Code { code, redirect_uri, verifier } => {
+            params.push(("code", code));
+            params.push(("redirect_uri", redirect_uri));
+            if let Some(v) = verifier {
+                params.push(("code_verifier", v));
+            }
+        }
+        Grant::Refresh { refresh_token } => params.push(("refresh_token", refresh_token)),
+    }
+    let secret = provider.client_secret.expose_secret();
+    let mut req = http.post(provider.token_url.clone()).header(reqwest::header::ACCEPT, "application/json");
+    match provider.client_auth {
+        ClientAuth::Body => {
+            params.push(("client_id", &provider.client_id));
+            params.push(("client_secret", secret));
+        }
+        ClientAuth::Basic => req = req.header(reqwest::header::AUTHORIZATION, basic_auth(&provider.client_id, secret)),
+    }
+    req = match provider.token_body {
+        TokenBody::Form => req.form(&params),
+        TokenBody::Json => req.json(&params.iter().map(|(k, v)| (k.to_string(), Value::from(*v))).collect::<Map<String, Value>>()),
+    };
+    let response = req.send().await.map_err(transport_error)?;
+    let status = response.status();
+    let retry_after = response
+        .headers()
+        .get(reqwest::header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(parse_retry_after);
+    let body = read_limited(response).await?;
+    classify(status, retry_after, &body, now)
+}
+
+/// RFC 6749 §2.3.1: both parts are form-encoded before Base64.
+fn basic_auth(id: &str, secret: &str) -> String {
+    let enc = |s: &str| url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
+    format!("Basic {}", STANDARD.encode(format!("{}:{}", enc(id), enc(secret))))
+}
+
+pub(crate) fn transport_error(e: reqwest::Error) -> TokenError {
+    if e.is_connect() {
+        TokenError::Unreachable
+    } else {
+        // Timeouts and broken connections alike: the provider may have acted on it.
+        TokenError::Timeout
+    }
+}
+
+pub(crate) async fn read_limited(mut response: reqwest::Response) -> Result<Vec<u8>, TokenError> {
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await.map_err(transport_error)? {
+        if body.len() + chunk.len() > MAX_BODY {
+            return Err(TokenError::Malformed("response too large"));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
+fn parse_retry_after(value: &str) -> Option<Duration> {
+    if let Ok(secs) = value.trim().parse::<u64>() {
+        return Some(Duration::from_secs(secs));
+    }
+    let at = time::OffsetDateTime::parse(value.trim(), &time::format_description::well_known::Rfc2822).ok()?;
+    let secs = (at - OffsetDateTime::now_utc()).whole_seconds();
+    Some(Duration::from_secs(secs.max(0) as u64))
+}
+
+/// Turns a token-endpoint answer into a token set or a failure class.
+pub fn classify(
+    status: StatusCode,
+    retry_after: Option<Duration>,
+    body: &[u8],
+    now: OffsetDateTime,
+) -> Result<TokenSet, TokenError> {
+    let json: Option<Map<String, Value>> = serde_json::from_slice(body).ok();
+    if status == StatusCode::TOO_MANY_REQUESTS {
+        return Err(TokenError::Throttled { retry_after });
+    }
+    if status.is_server_error() {
+        return Err(TokenError::Unavailable(status.as_u16()));
+    }
+    // Some providers (Zoho) report errors with HTTP 200, so an `error` key wins over the status.
+    if let Some(code) = json.as_ref().and_then(|j| j.get("error")).and_then(Value::as_str) {
+        return Err(error_from_code(code, retry_after));
+    }
+    if !status.is_success() {
+        return Err(TokenError::Rejected(format!("http_{}", status.as_u16())));
+    }
+    let json = json.ok_or(TokenError::Malformed("not a JSON object"))?;
+    let access_token = non_empty_str(&json, "access_token").ok_or(TokenError::Malformed("no access_token"))?;
+    let expires_in = json.get("expires_in").and_then(as_i64);
+    // Hurdlr dates expiry from its own `created_at` rather than from the response.
+    let issued_at = json
+        .get("created_at")
+        .and_then(as_i64)
+        .and_then(|s| OffsetDateTime::from_unix_timestamp(s).ok())
+        .unwrap_or(now);
+    Ok(TokenSet {
+        access_token: SecretString::from(access_token),
+        refresh_token: non_empty_str(&json, "refresh_token").map(SecretString::from),
+        token_type: non_empty_str(&json, "token_type").map(|t| sanitize(&t)),
+        expires_at: expires_in.map(|s| issued_at + time::Duration::seconds(s)),
+        scope: non_empty_str(&json, "scope").map(|s| sanitize(&s)),
+    })
+}
+
+fn error_from_code(code: &str, retry_after: Option<Duration>) -> TokenError {
+    match code {
+        // Zoho says `invalid_code` for a dead code or refresh token.
+        "invalid_grant" | "invalid_code" => TokenError::InvalidGrant(code.to_string()),
+        "invalid_client" | "unauthorized_client" => TokenError::InvalidClient,
+        // Zoho's throttle answer.
+        "Access Denied" | "temporarily_unavailable" => TokenError::Throttled { retry_after },
+        other => TokenError::Rejected(sanitize(other)),
+    }
+}
+
+fn non_empty_str(json: &Map<String, Value>, key: &str) -> Option<String> {
+    json.get(key).and_then(Value::as_str).filter(|s| !s.is_empty()).map(String::from)
+}
+
+fn as_i64(v: &Value) -> Option<i64> {
+    v.as_i64().or_else(|| v.as_str().and_then(|s| s.trim().parse().ok()))
+}
+
+/// Provider-supplied short strings kept for display: printable ASCII, bounded.
+pub fn sanitize(s: &str) -> String {
+    s.chars()
+        .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | ' ' | ':' | ','))
+        .take(64)
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn now() -> OffsetDateTime {
+        OffsetDateTime::from_unix_timestamp(1_700_000_000).expect("valid")
+    }
+
+    #[test]
+    fn classifies_answers() {
+        let ok = classify(StatusCode::OK, None, br#"{"access_token":"a","token_type":"BEARER","expires_in":"60","x":1}"#, now())
+            .expect("accepted");
+        assert_eq!(ok.expires_at, Some(now() + time::Duration::seconds(60)));
+        assert!(ok.refresh_token.is_none());
+        assert_eq!(classify(StatusCode::OK, None, b"{}", now()).err(), Some(TokenError::Malformed("no access_token")));
+        assert!(matches!(classify(StatusCode::OK, None, b"<html>", now()), Err(TokenError::Malformed(_))));
+        assert!(matches!(
+            classify(StatusCode::OK, None, br#"{"error":"invalid_code"}"#, now()),
+            Err(TokenError::InvalidGrant(_))
+        ));
+        assert!(matches!(
+            classify(StatusCode::BAD_REQUEST, None, br#"{"error":"invalid_grant"}"#, now()),
+            Err(TokenError::InvalidGrant(_))
+        ));
+        assert_eq!(classify(StatusCode::BAD_GATEWAY, None, b"", now()).err(), Some(TokenError::Unavailable(502)));
+        let hurdlr = classify(
+            StatusCode::OK,
+            None,
+            br#"{"access_token":"a","refresh_token":"r","expires_in":7776000,"created_at":1599065168}"#,
+            now(),
+        )
+        .expect("accepted");
+        assert_eq!(hurdlr.expires_at.map(|t| t.unix_timestamp()), Some(1599065168 + 7776000));
+    }
+}

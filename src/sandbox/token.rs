@@ -1,0 +1,266 @@
+//! Token, who-am-I and revocation endpoints, with queued faults applied first.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use axum::Extension;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use base64::Engine;
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+
+use super::world::{FaultEffect, FaultTarget, TokenGrant, World, random_hex};
+use super::{Flavor, Sandbox};
+
+fn error(status: StatusCode, code: &str, description: &str) -> Response {
+    (status, axum::Json(json!({ "error": code, "error_description": description }))).into_response()
+}
+
+/// Token endpoints accept a form body, or (SmartRecruiters' own example) a JSON object
+/// under any content type.
+fn parse_params(body: &[u8]) -> HashMap<String, String> {
+    let trimmed = body.trim_ascii_start();
+    if trimmed.first() == Some(&b'{') {
+        if let Ok(Value::Object(map)) = serde_json::from_slice::<Value>(trimmed) {
+            return map
+                .into_iter()
+                .filter_map(|(k, v)| v.as_str().map(|s| (k, s.to_string())))
+                .collect();
+        }
+    }
+    serde_urlencoded::from_bytes::<Vec<(String, String)>>(body)
+        .map(|pairs| pairs.into_iter().collect())
+        .unwrap_or_default()
+}
+
+fn basic_credentials(headers: &HeaderMap) -> Option<(String, String)> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?.strip_prefix("Basic ")?;
+    let decoded = String::from_utf8(STANDARD.decode(value).ok()?).ok()?;
+    let (id, secret) = decoded.split_once(':')?;
+    let dec = |s: &str| url::form_urlencoded::parse(format!("x={s}").as_bytes()).next().map(|(_, v)| v.into_owned());
+    Some((dec(id)?, dec(secret)?))
+}
+
+pub async fn token(
+    State(sb): State<Sandbox>,
+    Extension(flavor): Extension<Flavor>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let params = parse_params(&body);
+    let grant_type = params.get("grant_type").cloned().unwrap_or_default();
+    let target = if grant_type == "refresh_token" { FaultTarget::Refresh } else { FaultTarget::Exchange };
+    let fault = {
+        let mut w = sb.world();
+        w.count(format!("{}.token.{}", flavor.key(), if grant_type.is_empty() { "none" } else { &grant_type }));
+        for key in ["code", "refresh_token", "code_verifier"] {
+            if let Some(v) = params.get(key) {
+                w.remember(v);
+            }
+        }
+        w.take_fault(flavor.key(), target)
+    };
+    let mut hang = None;
+    match fault {
+        Some(FaultEffect::Latency { ms }) => tokio::time::sleep(Duration::from_millis(ms)).await,
+        Some(FaultEffect::Status { status }) => {
+            let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            return error(status, "server_error", "injected failure");
+        }
+        Some(FaultEffect::TooManyRequests { retry_after_secs }) => {
+            let mut response = error(StatusCode::TOO_MANY_REQUESTS, "rate_limited", "slow down");
+            if let Ok(v) = retry_after_secs.to_string().parse() {
+                response.headers_mut().insert(header::RETRY_AFTER, v);
+            }
+            return response;
+        }
+        Some(FaultEffect::InvalidGrant) => {
+            if let Some(rt) = params.get("refresh_token") {
+                if let Some(g) = sb.world().refresh_tokens.get_mut(rt) {
+                    g.alive = false;
+                }
+            }
+            return error(StatusCode::BAD_REQUEST, "invalid_grant", "the grant is no longer valid");
+        }
+        Some(FaultEffect::EmptyOk) => return (StatusCode::OK, axum::Json(json!({}))).into_response(),
+        Some(FaultEffect::DropResponse { hang_ms }) => hang = Some(Duration::from_millis(hang_ms)),
+        None => {}
+    }
+    let response = {
+        let mut w = sb.world();
+        match authenticate(&w, flavor, &params, &headers) {
+            Err(r) => r,
+            Ok(client_id) => match grant_type.as_str() {
+                "authorization_code" => exchange(&mut w, flavor, &client_id, &params),
+                "refresh_token" => refresh(&mut w, flavor, &client_id, &params),
+                _ => error(StatusCode::BAD_REQUEST, "unsupported_grant_type", "unsupported grant_type"),
+            },
+        }
+    };
+    if let Some(d) = hang {
+        // The provider has acted; the answer never arrives in time.
+        tokio::time::sleep(d).await;
+    }
+    response
+}
+
+fn authenticate(w: &World, flavor: Flavor, params: &HashMap<String, String>, headers: &HeaderMap) -> Result<String, Response> {
+    let (id, secret) = match basic_credentials(headers) {
+        Some(pair) => pair,
+        None => (
+            params.get("client_id").cloned().unwrap_or_default(),
+            params.get("client_secret").cloned().unwrap_or_default(),
+        ),
+    };
+    match w.clients.get(&(flavor.key().to_string(), id.clone())) {
+        Some(reg) if reg.secret == secret => Ok(id),
+        _ => Err(error(StatusCode::UNAUTHORIZED, "invalid_client", "client authentication failed")),
+    }
+}
+
+fn exchange(w: &mut World, flavor: Flavor, client_id: &str, params: &HashMap<String, String>) -> Response {
+    let now = w.clock.now();
+    let code = params.get("code").cloned().unwrap_or_default();
+    let Some(grant) = w.codes.get_mut(&code) else {
+        return error(StatusCode::BAD_REQUEST, "invalid_grant", "unknown code");
+    };
+    if grant.used {
+        return error(StatusCode::BAD_REQUEST, "invalid_grant", "code already used");
+    }
+    grant.used = true;
+    let grant = grant.clone();
+    w.code_ages.push(grant.issued_instant.elapsed());
+    if now > grant.issued_at + flavor.code_ttl() {
+        return error(StatusCode::BAD_REQUEST, "invalid_grant", "code expired");
+    }
+    if grant.client_id != client_id || grant.provider != flavor.key() {
+        return error(StatusCode::BAD_REQUEST, "invalid_grant", "code was issued to another client");
+    }
+    if flavor == Flavor::OAuth2 && params.get("redirect_uri") != Some(&grant.redirect_uri) {
+        return error(StatusCode::BAD_REQUEST, "invalid_grant", "redirect_uri mismatch");
+    }
+    if let Some(challenge) = &grant.challenge {
+        let verifier = params.get("code_verifier").cloned().unwrap_or_default();
+        if URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes())) != *challenge {
+            return error(StatusCode::BAD_REQUEST, "invalid_grant", "PKCE verification failed");
+        }
+    }
+    w.count(format!("{}.exchanged", flavor.key()));
+    issue(w, flavor, client_id, &grant.login, &grant.scope, true)
+}
+
+fn refresh(w: &mut World, flavor: Flavor, client_id: &str, params: &HashMap<String, String>) -> Response {
+    let now = w.clock.now();
+    let token = params.get("refresh_token").cloned().unwrap_or_default();
+    *w.refresh_token_uses.entry(token.clone()).or_default() += 1;
+    let Some(grant) = w.refresh_tokens.get(&token).cloned() else {
+        return error(StatusCode::BAD_REQUEST, "invalid_grant", "unknown refresh token");
+    };
+    if !grant.alive {
+        w.dead_refresh_token_uses += 1;
+        return error(StatusCode::BAD_REQUEST, "invalid_grant", "refresh token is no longer valid");
+    }
+    if grant.client_id != client_id {
+        return error(StatusCode::BAD_REQUEST, "invalid_grant", "refresh token was issued to another client");
+    }
+    if now > grant.expires_at {
+        return error(StatusCode::BAD_REQUEST, "invalid_grant", "refresh token expired");
+    }
+    // Rotation: the old refresh token dies the moment a new one is issued.
+    if let Some(g) = w.refresh_tokens.get_mut(&token) {
+        g.alive = false;
+    }
+    w.count(format!("{}.refreshed", flavor.key()));
+    issue(w, flavor, client_id, &grant.login, &grant.scope, false)
+}
+
+fn issue(w: &mut World, flavor: Flavor, client_id: &str, login: &str, scope: &str, first: bool) -> Response {
+    let now = w.clock.now();
+    let access = random_hex(16);
+    let refresh = random_hex(20);
+    w.remember(&access);
+    w.remember(&refresh);
+    let base = TokenGrant {
+        provider: flavor.key().into(),
+        client_id: client_id.into(),
+        login: login.into(),
+        scope: scope.into(),
+        expires_at: now + time::Duration::seconds(flavor.access_ttl()),
+        alive: true,
+    };
+    w.access_tokens.insert(access.clone(), base.clone());
+    w.refresh_tokens.insert(refresh.clone(), TokenGrant { expires_at: now + flavor.refresh_ttl(), ..base });
+    let body = match flavor {
+        // SmartRecruiters' refresh answer has no token_type (its documented example).
+        Flavor::SmartRecruiters if first => json!({
+            "token_type": "bearer", "access_token": access, "expires_in": flavor.access_ttl(), "refresh_token": refresh
+        }),
+        Flavor::SmartRecruiters => json!({ "access_token": access, "expires_in": flavor.access_ttl(), "refresh_token": refresh }),
+        Flavor::OAuth2 => json!({
+            "access_token": access, "token_type": "Bearer", "expires_in": flavor.access_ttl(),
+            "refresh_token": refresh, "scope": scope
+        }),
+    };
+    (StatusCode::OK, [(header::CACHE_CONTROL, "no-store")], axum::Json(body)).into_response()
+}
+
+pub async fn userinfo(State(sb): State<Sandbox>, Extension(flavor): Extension<Flavor>, headers: HeaderMap) -> Response {
+    let fault = {
+        let mut w = sb.world();
+        w.count(format!("{}.userinfo", flavor.key()));
+        w.take_fault(flavor.key(), FaultTarget::Userinfo)
+    };
+    match fault {
+        Some(FaultEffect::Latency { ms }) | Some(FaultEffect::DropResponse { hang_ms: ms }) => {
+            tokio::time::sleep(Duration::from_millis(ms)).await
+        }
+        Some(FaultEffect::Status { status }) => {
+            return StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR).into_response();
+        }
+        Some(_) => return StatusCode::UNAUTHORIZED.into_response(),
+        None => {}
+    }
+    let bearer = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or_default();
+    let w = sb.world();
+    let grant = match w.access_tokens.get(bearer) {
+        Some(g) if g.alive && g.provider == flavor.key() && w.clock.now() <= g.expires_at => g.clone(),
+        _ => return error(StatusCode::UNAUTHORIZED, "invalid_token", "access token is not valid"),
+    };
+    let p = w.profile(flavor.key(), &grant.login);
+    let body = match flavor {
+        Flavor::SmartRecruiters => json!({
+            "id": p.id, "email": p.email, "firstName": p.first_name, "lastName": p.last_name,
+            "active": true, "systemRole": { "id": "EMPLOYEE" }
+        }),
+        Flavor::OAuth2 => json!({
+            "sub": p.id, "email": p.email, "name": format!("{} {}", p.first_name, p.last_name)
+        }),
+    };
+    axum::Json(body).into_response()
+}
+
+/// RFC 7009: always 200, whether or not the token was known.
+pub async fn revoke(State(sb): State<Sandbox>, Extension(flavor): Extension<Flavor>, headers: HeaderMap, body: Bytes) -> Response {
+    let params = parse_params(&body);
+    let mut w = sb.world();
+    w.count(format!("{}.revoke", flavor.key()));
+    if let Err(r) = authenticate(&w, flavor, &params, &headers) {
+        return r;
+    }
+    let token = params.get("token").cloned().unwrap_or_default();
+    if let Some(g) = w.refresh_tokens.get_mut(&token) {
+        g.alive = false;
+    }
+    if let Some(g) = w.access_tokens.get_mut(&token) {
+        g.alive = false;
+    }
+    StatusCode::OK.into_response()
+}

@@ -1,0 +1,198 @@
+//! The sandbox's memory: registered clients, codes and tokens, user profiles, queued
+//! faults and call counters. One lock, never held across an await.
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use time::OffsetDateTime;
+
+use crate::clock::Clock;
+
+#[derive(Debug, Clone)]
+pub struct ClientRegistration {
+    pub secret: String,
+    pub redirect_uris: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Profile {
+    pub id: String,
+    pub email: String,
+    pub first_name: String,
+    pub last_name: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct CodeGrant {
+    pub provider: String,
+    pub client_id: String,
+    pub redirect_uri: String,
+    pub login: String,
+    pub scope: String,
+    pub challenge: Option<String>,
+    pub issued_at: OffsetDateTime,
+    pub issued_instant: Instant,
+    pub used: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct TokenGrant {
+    pub provider: String,
+    pub client_id: String,
+    pub login: String,
+    pub scope: String,
+    pub expires_at: OffsetDateTime,
+    pub alive: bool,
+}
+
+/// Which calls a fault applies to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FaultTarget {
+    /// Code exchange at the token endpoint.
+    Exchange,
+    /// Refresh at the token endpoint.
+    Refresh,
+    /// Either kind of token request.
+    Token,
+    /// The who-am-I endpoint.
+    Userinfo,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case", tag = "kind")]
+pub enum FaultEffect {
+    /// Wait this long, then answer normally.
+    Latency { ms: u64 },
+    /// Answer with this status and a JSON error body, doing nothing.
+    Status { status: u16 },
+    /// 429 with `Retry-After`.
+    TooManyRequests { retry_after_secs: u64 },
+    /// `invalid_grant`, and the grant presented is dead from now on.
+    InvalidGrant,
+    /// SmartRecruiters' documented failure mode: `200 {}`.
+    EmptyOk,
+    /// Process the request (codes consumed, tokens rotated), then never answer in time.
+    DropResponse { hang_ms: u64 },
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+pub struct Fault {
+    pub provider: String,
+    pub target: FaultTarget,
+    #[serde(flatten)]
+    pub effect: FaultEffect,
+    #[serde(default = "one")]
+    pub times: u32,
+}
+
+fn one() -> u32 {
+    1
+}
+
+#[derive(Debug)]
+pub struct World {
+    pub clock: Clock,
+    pub base_url: String,
+    pub auto_approve: bool,
+    pub clients: HashMap<(String, String), ClientRegistration>,
+    pub codes: HashMap<String, CodeGrant>,
+    pub refresh_tokens: HashMap<String, TokenGrant>,
+    pub access_tokens: HashMap<String, TokenGrant>,
+    pub profiles: HashMap<(String, String), Profile>,
+    pub faults: Vec<Fault>,
+    pub counters: BTreeMap<String, u64>,
+    pub refresh_token_uses: HashMap<String, u64>,
+    pub dead_refresh_token_uses: u64,
+    /// Age of each code when it was presented for exchange.
+    pub code_ages: Vec<Duration>,
+    /// Every code, token and verifier the sandbox issued or received, for leak tests.
+    pub secrets_seen: Vec<String>,
+}
+
+impl World {
+    pub fn new(clock: Clock) -> Self {
+        Self {
+            clock,
+            base_url: String::new(),
+            auto_approve: false,
+            clients: HashMap::new(),
+            codes: HashMap::new(),
+            refresh_tokens: HashMap::new(),
+            access_tokens: HashMap::new(),
+            profiles: HashMap::new(),
+            faults: Vec::new(),
+            counters: BTreeMap::new(),
+            refresh_token_uses: HashMap::new(),
+            dead_refresh_token_uses: 0,
+            code_ages: Vec::new(),
+            secrets_seen: Vec::new(),
+        }
+    }
+
+    pub fn count(&mut self, name: impl Into<String>) {
+        *self.counters.entry(name.into()).or_default() += 1;
+    }
+
+    pub fn remember(&mut self, secret: &str) {
+        if self.secrets_seen.len() < 100_000 {
+            self.secrets_seen.push(secret.to_string());
+        }
+    }
+
+    /// Takes the next queued fault for this provider and call, if any.
+    pub fn take_fault(&mut self, provider: &str, target: FaultTarget) -> Option<FaultEffect> {
+        let matches = |f: &Fault| {
+            f.provider == provider
+                && (f.target == target
+                    || (f.target == FaultTarget::Token && matches!(target, FaultTarget::Exchange | FaultTarget::Refresh)))
+        };
+        let index = self.faults.iter().position(matches)?;
+        let fault = &mut self.faults[index];
+        let effect = fault.effect.clone();
+        fault.times = fault.times.saturating_sub(1);
+        if fault.times == 0 {
+            self.faults.remove(index);
+        }
+        Some(effect)
+    }
+
+    pub fn profile(&self, provider: &str, login: &str) -> Profile {
+        if let Some(p) = self.profiles.get(&(provider.to_string(), login.to_string())) {
+            return p.clone();
+        }
+        let digest = Sha256::digest(format!("{provider}/{login}").as_bytes());
+        let id: String = digest.iter().take(6).map(|b| format!("{b:02x}")).collect();
+        let local = login.split('@').next().unwrap_or(login);
+        let mut first = local.split(['.', '_', '-']).next().unwrap_or(local).to_string();
+        if let Some(c) = first.get_mut(0..1) {
+            c.make_ascii_uppercase();
+        }
+        Profile {
+            id: format!("u{id}"),
+            email: if login.contains('@') { login.to_string() } else { format!("{login}@example.com") },
+            first_name: first,
+            last_name: "Sandbox".into(),
+        }
+    }
+
+    /// Ends every grant of one upstream user, as when an account is deleted upstream.
+    pub fn revoke_user(&mut self, provider: &str, login: &str) -> usize {
+        let mut n = 0;
+        for grant in self.refresh_tokens.values_mut().chain(self.access_tokens.values_mut()) {
+            if grant.provider == provider && grant.login == login && grant.alive {
+                grant.alive = false;
+                n += 1;
+            }
+        }
+        n
+    }
+}
+
+pub fn random_hex(bytes: usize) -> String {
+    let mut buf = vec![0u8; bytes];
+    rand::Rng::fill(&mut rand::rng(), buf.as_mut_slice());
+    buf.iter().map(|b| format!("{b:02x}")).collect()
+}

@@ -1,0 +1,139 @@
+//! The JSON API for the host product's backend (Bearer API key).
+
+use axum::extract::{FromRequestParts, Path, State};
+use axum::http::StatusCode;
+use axum::http::request::Parts;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use crate::AppState;
+use crate::crypto;
+use crate::db;
+use crate::error::{ApiError, ApiResult, AppError};
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/connect-links", post(create_connect_link))
+        .route("/end-users/{external_id}/connections", get(list_connections))
+        .fallback(|| async { ApiError(AppError::NotFound) })
+}
+
+/// Extractor: a valid, unrevoked API key in `Authorization: Bearer …`.
+pub struct ApiKey(pub Uuid);
+
+impl FromRequestParts<AppState> for ApiKey {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, app: &AppState) -> Result<Self, Self::Rejection> {
+        let presented = parts
+            .headers
+            .get(axum::http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .filter(|k| !k.is_empty() && k.len() <= 128)
+            .ok_or(ApiError(AppError::Unauthorized))?;
+        let mut conn = app.pool.acquire().await?;
+        let id = db::api_keys::verify(&mut conn, &crypto::token_hash(presented)).await?;
+        id.map(ApiKey).ok_or(ApiError(AppError::Unauthorized))
+    }
+}
+
+#[derive(Deserialize)]
+pub struct EndUserInput {
+    pub external_id: String,
+    pub email: Option<String>,
+    pub name: Option<String>,
+}
+
+#[derive(Deserialize)]
+pub struct ConnectLinkRequest {
+    pub end_user: EndUserInput,
+}
+
+#[derive(Serialize)]
+pub struct ConnectLinkResponse {
+    pub url: String,
+    #[serde(with = "time::serde::rfc3339")]
+    pub expires_at: OffsetDateTime,
+}
+
+async fn create_connect_link(
+    State(app): State<AppState>,
+    _key: ApiKey,
+    body: Result<Json<ConnectLinkRequest>, axum::extract::rejection::JsonRejection>,
+) -> ApiResult<(StatusCode, Json<ConnectLinkResponse>)> {
+    let Json(req) = body.map_err(|e| AppError::BadRequest(format!("invalid request body: {}", e.body_text())))?;
+    let (url, expires_at) = create_link_for(&app, &req.end_user).await?;
+    Ok((StatusCode::CREATED, Json(ConnectLinkResponse { url, expires_at })))
+}
+
+/// Creates (or updates) the end user and a fresh connect link; shared with the CLI.
+pub async fn create_link_for(app: &AppState, input: &EndUserInput) -> Result<(String, OffsetDateTime), AppError> {
+    validate_text("end_user.external_id", Some(&input.external_id), 1, 200)?;
+    validate_text("end_user.email", input.email.as_deref(), 3, 320)?;
+    validate_text("end_user.name", input.name.as_deref(), 1, 200)?;
+    let token = crypto::random_token()?;
+    let expires_at = app.clock.now() + time::Duration::hours(app.settings.links.connect_link_hours);
+    let mut tx = app.pool.begin().await?;
+    let end_user_id = db::end_users::upsert(&mut tx, &input.external_id, input.email.as_deref(), input.name.as_deref()).await?;
+    db::links::create(&mut tx, &crypto::token_hash(&token), "connect", end_user_id, None, expires_at).await?;
+    tx.commit().await?;
+    Ok((format!("{}/c/{token}", app.settings.public_base()), expires_at))
+}
+
+fn validate_text(field: &str, value: Option<&str>, min: usize, max: usize) -> Result<(), AppError> {
+    match value {
+        Some(v) if v.chars().count() < min || v.chars().count() > max || v.chars().any(char::is_control) => Err(
+            AppError::BadRequest(format!("{field} must be {min} to {max} characters without control characters")),
+        ),
+        _ => Ok(()),
+    }
+}
+
+#[derive(Serialize)]
+pub struct ConnectionView {
+    pub id: Uuid,
+    pub provider: String,
+    pub status: String,
+    pub account_id: Option<String>,
+    pub account_label: Option<String>,
+    pub scopes: Option<String>,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub access_expires_at: Option<OffsetDateTime>,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub last_refreshed_at: Option<OffsetDateTime>,
+    pub last_error: Option<String>,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+}
+
+impl From<db::connections::ConnectionSummary> for ConnectionView {
+    fn from(c: db::connections::ConnectionSummary) -> Self {
+        Self {
+            id: c.id,
+            provider: c.provider,
+            status: c.status,
+            account_id: c.account_id,
+            account_label: c.account_label,
+            scopes: c.scopes,
+            access_expires_at: c.access_expires_at,
+            last_refreshed_at: c.last_refreshed_at,
+            last_error: c.last_error,
+            created_at: c.created_at,
+        }
+    }
+}
+
+async fn list_connections(
+    State(app): State<AppState>,
+    _key: ApiKey,
+    Path(external_id): Path<String>,
+) -> ApiResult<Json<Vec<ConnectionView>>> {
+    let mut conn = app.pool.acquire().await?;
+    let user = db::end_users::find_by_external_id(&mut conn, &external_id).await?.ok_or(AppError::NotFound)?;
+    let list = db::connections::list_for_end_user(&mut conn, user.id).await?;
+    Ok(Json(list.into_iter().map(ConnectionView::from).collect()))
+}

@@ -1,0 +1,215 @@
+//! The end user's side: opening a connect link, the connect page, starting a flow.
+
+use askama::Template;
+use askama_web::WebTemplate;
+use axum::extract::{Path, Query, State};
+use axum::http::HeaderMap;
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use axum::{Form, Router};
+use serde::Deserialize;
+use time::Duration;
+use tower_sessions::Session;
+
+use super::session::{self, CurrentEndUser};
+use crate::AppState;
+use crate::crypto::{self, SealedAt};
+use crate::db;
+use crate::error::{AppError, AppResult};
+use crate::oauth::authorize::{AuthorizeRequest, authorize_url};
+
+/// How long a user has to approve at the provider.
+pub const PENDING_TTL: Duration = Duration::minutes(10);
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/c/{token}", get(open_link))
+        .route("/connect", get(connect_page))
+        .route("/connect/{provider}", post(start))
+}
+
+/// `GET /c/{token}`: binds this browser to the link's end user, then shows the page.
+async fn open_link(State(app): State<AppState>, session: Session, Path(token): Path<String>) -> AppResult<Response> {
+    let invalid = || AppError::BadRequest("This connect link is not valid. Ask for a new one.".into());
+    if token.len() > 128 {
+        return Err(invalid());
+    }
+    let mut conn = app.pool.acquire().await?;
+    let link = db::links::find(&mut conn, &crypto::token_hash(&token)).await?.ok_or_else(invalid)?;
+    if link.kind != "connect" {
+        return Err(invalid());
+    }
+    if link.expires_at <= app.clock.now() {
+        return Err(AppError::BadRequest("This connect link has expired. Ask for a new one.".into()));
+    }
+    drop(conn);
+    session::bind(&session, link.end_user_id).await?;
+    // Leave the link's URL at once so it does not linger in history or referrers.
+    Ok(Redirect::to("/connect").into_response())
+}
+
+pub struct Card {
+    pub id: String,
+    pub name: String,
+    pub status: &'static str,
+    pub status_label: &'static str,
+    pub account: Option<String>,
+    pub action: &'static str,
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "connect/page.html")]
+pub struct ConnectPage {
+    pub user_label: String,
+    pub cards: Vec<Card>,
+    pub csrf: String,
+    pub notice: Option<String>,
+}
+
+#[derive(Deserialize)]
+pub struct PageQuery {
+    connected: Option<String>,
+}
+
+/// `GET /connect`: a card per offered provider with its status.
+async fn connect_page(
+    State(app): State<AppState>,
+    CurrentEndUser(user, _): CurrentEndUser,
+    Query(query): Query<PageQuery>,
+) -> AppResult<ConnectPage> {
+    let mut conn = app.pool.acquire().await?;
+    let end_user = db::end_users::get(&mut conn, user.end_user_id).await?.ok_or(AppError::NoSession)?;
+    let connections = db::connections::list_for_end_user(&mut conn, user.end_user_id).await?;
+    let cards = app
+        .settings
+        .providers
+        .iter()
+        .map(|p| {
+            let existing = connections.iter().find(|c| c.provider == p.id);
+            let (status, status_label, action) = match existing.map(|c| c.status.as_str()) {
+                None | Some("revoked") => ("none", "Not connected", "Connect"),
+                Some("needs_reconnect") => ("broken", "Needs reconnect", "Reconnect"),
+                Some("degraded") => ("degraded", "Connected (provider having trouble)", "Reconnect"),
+                Some(_) => ("ok", "Connected", "Reconnect"),
+            };
+            Card {
+                id: p.id.clone(),
+                name: p.display_name.clone(),
+                status,
+                status_label,
+                account: existing
+                    .filter(|_| status != "none")
+                    .and_then(|c| c.account_label.clone().or_else(|| c.account_id.clone())),
+                action,
+            }
+        })
+        .collect();
+    let notice = query
+        .connected
+        .and_then(|id| app.settings.provider(&id).map(|p| format!("{} is connected.", p.display_name)));
+    Ok(ConnectPage {
+        user_label: end_user.display_name.or(end_user.email).unwrap_or(end_user.external_id),
+        cards,
+        csrf: user.csrf.clone(),
+        notice,
+    })
+}
+
+#[derive(Deserialize)]
+pub struct StartForm {
+    csrf: String,
+    return_to: Option<String>,
+}
+
+/// `POST /connect/{provider}`: records a pending authorization and sends the browser
+/// to the provider.
+async fn start(
+    State(app): State<AppState>,
+    CurrentEndUser(user, _): CurrentEndUser,
+    Path(provider_id): Path<String>,
+    headers: HeaderMap,
+    Form(form): Form<StartForm>,
+) -> AppResult<Response> {
+    refuse_cross_site(&headers)?;
+    if !user.csrf_matches(&form.csrf) {
+        return Err(AppError::Forbidden("This form has expired. Go back, reload the page and try again.".into()));
+    }
+    let provider = app.settings.provider(&provider_id).ok_or(AppError::NotFound)?;
+    let return_to = match form.return_to.as_deref().filter(|r| !r.is_empty()) {
+        None => None,
+        Some(r) if is_relative_path(r) => Some(r.to_string()),
+        Some(_) => return Err(AppError::BadRequest("The return address must be a path on this site.".into())),
+    };
+
+    let state = crypto::random_token()?;
+    let state_hash = crypto::token_hash(&state);
+    let pkce = if provider.pkce { Some(crypto::pkce_pair()?) } else { None };
+    let sealed_verifier = match &pkce {
+        Some((verifier, _)) => Some(app.settings.keys.seal(
+            verifier.as_bytes(),
+            SealedAt { table: "pending_authorizations", column: "pkce_verifier", row: &state_hash },
+        )?),
+        None => None,
+    };
+    let now = app.clock.now();
+    let mut conn = app.pool.acquire().await?;
+    db::pending::insert(
+        &mut conn,
+        db::pending::NewPending {
+            state_hash: &state_hash,
+            session_hash: &user.binding_hash(),
+            provider: &provider.id,
+            end_user_id: user.end_user_id,
+            connection_id: None,
+            pkce_verifier: sealed_verifier.as_deref(),
+            context: serde_json::json!({ "return_to": return_to }),
+            created_at: now,
+            expires_at: now + PENDING_TTL,
+        },
+    )
+    .await?;
+    let redirect_uri = app.settings.redirect_uri(&provider.id);
+    let url = authorize_url(
+        provider,
+        &AuthorizeRequest {
+            redirect_uri: &redirect_uri,
+            state: &state,
+            pkce_challenge: pkce.as_ref().map(|(_, c)| c.as_str()),
+        },
+    );
+    tracing::info!(provider = %provider.id, "authorization started");
+    Ok(Redirect::to(url.as_str()).into_response())
+}
+
+/// Browsers say where a request came from; a cross-site form post is refused even
+/// with a valid token.
+fn refuse_cross_site(headers: &HeaderMap) -> AppResult<()> {
+    if headers.get("sec-fetch-site").and_then(|v| v.to_str().ok()) == Some("cross-site") {
+        return Err(AppError::Forbidden("Cross-site requests are not allowed.".into()));
+    }
+    Ok(())
+}
+
+/// A return address must stay on this site: `/path`, never `//host`, `/\host` or a URL.
+pub fn is_relative_path(candidate: &str) -> bool {
+    candidate.starts_with('/')
+        && !candidate.starts_with("//")
+        && !candidate.starts_with("/\\")
+        && !candidate.contains('\\')
+        && !candidate.chars().any(char::is_control)
+        && candidate.len() <= 512
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_relative_path;
+
+    #[test]
+    fn return_paths() {
+        assert!(is_relative_path("/connect"));
+        assert!(is_relative_path("/connect?x=1"));
+        for bad in ["//evil.example", "/\\evil.example", "https://evil.example", "evil", "/a\\b", "/a\nb", ""] {
+            assert!(!is_relative_path(bad), "{bad:?}");
+        }
+    }
+}

@@ -1,0 +1,62 @@
+//! The end user bound to a browser session.
+
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+use serde::{Deserialize, Serialize};
+use tower_sessions::Session;
+use uuid::Uuid;
+
+use crate::crypto;
+use crate::error::AppError;
+
+const KEY: &str = "end_user";
+
+/// Stored in the session when a connect link is opened.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct EndUserSession {
+    pub end_user_id: Uuid,
+    /// Random value binding pending authorizations to this browser; only its hash is
+    /// stored with them.
+    binding: String,
+    /// Form token for the connect page's POSTs.
+    pub csrf: String,
+}
+
+impl EndUserSession {
+    pub fn binding_hash(&self) -> Vec<u8> {
+        crypto::token_hash(&self.binding)
+    }
+
+    pub fn csrf_matches(&self, presented: &str) -> bool {
+        crypto::constant_time_eq(self.csrf.as_bytes(), presented.as_bytes())
+    }
+}
+
+/// Binds the session to an end user with a new session id and fresh binding values.
+pub async fn bind(session: &Session, end_user_id: Uuid) -> Result<(), AppError> {
+    session.cycle_id().await?;
+    let value = EndUserSession {
+        end_user_id,
+        binding: crypto::random_token()?,
+        csrf: crypto::random_token()?,
+    };
+    session.insert(KEY, value).await?;
+    Ok(())
+}
+
+/// Extractor: the bound end user, or a friendly "open your link again" page.
+pub struct CurrentEndUser(pub EndUserSession, pub Session);
+
+impl<S: Send + Sync> FromRequestParts<S> for CurrentEndUser {
+    type Rejection = AppError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let session = Session::from_request_parts(parts, state)
+            .await
+            .map_err(|_| AppError::internal(anyhow::anyhow!("session layer missing")))?;
+        match session.get::<EndUserSession>(KEY).await? {
+            Some(user) => Ok(CurrentEndUser(user, session)),
+            None => Err(AppError::NoSession),
+        }
+    }
+}
