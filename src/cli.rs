@@ -16,7 +16,11 @@ use crate::web::api::{EndUserInput, create_link_for};
 use crate::{AppState, Application, db};
 
 #[derive(Parser)]
-#[command(name = "keyhaven", version, about = "Self-hosted OAuth 2.0 account-connection portal")]
+#[command(
+    name = "keyhaven",
+    version,
+    about = "Self-hosted OAuth 2.0 account-connection portal"
+)]
 pub struct Cli {
     /// TOML configuration file (also KEYHAVEN_CONFIG).
     #[arg(long, global = true)]
@@ -108,7 +112,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             tracing::info!(addr = %app.local_addr()?, "keyhaven listening");
             app.run_until(shutdown_signal()).await
         }
-        Command::Sandbox { listen, auto_approve, clients } => {
+        Command::Sandbox {
+            listen,
+            auto_approve,
+            clients,
+        } => {
             let sandbox = Sandbox::new(Clock::default());
             for spec in &clients {
                 let parts: Vec<&str> = spec.splitn(4, ':').collect();
@@ -123,28 +131,45 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             shutdown_signal().await;
             Ok(())
         }
-        Command::Demo { listen, sandbox_listen, data_dir } => demo(listen, sandbox_listen, &data_dir).await,
+        Command::Demo {
+            listen,
+            sandbox_listen,
+            data_dir,
+        } => demo(listen, sandbox_listen, &data_dir).await,
         Command::Migrate => {
             let settings = load(cli.config.as_deref())?;
             db::connect_and_migrate(settings.database.url.expose_secret(), 2).await?;
             println!("migrations applied");
             Ok(())
         }
-        Command::Link { action: LinkAction::Create { user, email, name } } => {
+        Command::Link {
+            action: LinkAction::Create { user, email, name },
+        } => {
             let app = offline_state(cli.config.as_deref()).await?;
-            let (url, _) = create_link_for(&app, &EndUserInput { external_id: user, email, name })
-                .await
-                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            let (url, _) = create_link_for(
+                &app,
+                &EndUserInput {
+                    external_id: user,
+                    email,
+                    name,
+                },
+            )
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
             println!("{url}");
             Ok(())
         }
-        Command::ApiKey { action: ApiKeyAction::Create { name } } => {
+        Command::ApiKey {
+            action: ApiKeyAction::Create { name },
+        } => {
             let app = offline_state(cli.config.as_deref()).await?;
             let key = create_api_key(&app, &name).await?;
             println!("{key}");
             Ok(())
         }
-        Command::Keys { action: KeysAction::Generate { kid } } => {
+        Command::Keys {
+            action: KeysAction::Generate { kid },
+        } => {
             println!("{}", KeyRing::generate_entry(&kid)?);
             Ok(())
         }
@@ -210,8 +235,12 @@ pub fn sandbox_settings(
         p.client_secret = Some(SecretString::from(client_secret));
     };
     let mut sr = ProviderSettings {
-        authorize_url: Some(format!("{sandbox_base}/smartrecruiters/identity/oauth/allow")),
-        token_url: Some(format!("{sandbox_base}/smartrecruiters/identity/oauth/token")),
+        authorize_url: Some(format!(
+            "{sandbox_base}/smartrecruiters/identity/oauth/allow"
+        )),
+        token_url: Some(format!(
+            "{sandbox_base}/smartrecruiters/identity/oauth/token"
+        )),
         api_url: Some(format!("{sandbox_base}/smartrecruiters")),
         ..Default::default()
     };
@@ -238,36 +267,72 @@ pub fn sandbox_settings(
 
 /// Registers the portal's clients at the sandbox with their exact redirect URIs.
 pub fn register_sandbox_clients(sandbox: &Sandbox, settings: &Settings, client_secret: &str) {
-    sandbox.register_client("smartrecruiters", DEMO_CLIENT_ID, client_secret, vec![settings.redirect_uri("smartrecruiters")]);
-    sandbox.register_client("oauth2", DEMO_CLIENT_ID, client_secret, vec![settings.redirect_uri("acme")]);
+    sandbox.register_client(
+        "smartrecruiters",
+        DEMO_CLIENT_ID,
+        client_secret,
+        vec![settings.redirect_uri("smartrecruiters")],
+    );
+    sandbox.register_client(
+        "oauth2",
+        DEMO_CLIENT_ID,
+        client_secret,
+        vec![settings.redirect_uri("acme")],
+    );
 }
 
-async fn demo(listen: SocketAddr, sandbox_listen: SocketAddr, data_dir: &Path) -> anyhow::Result<()> {
+async fn demo(
+    listen: SocketAddr,
+    sandbox_listen: SocketAddr,
+    data_dir: &Path,
+) -> anyhow::Result<()> {
     let keys = demo_key(data_dir)?;
     let client_secret = crypto::random_token()?;
     let clock = Clock::default();
     let sandbox = Sandbox::new(clock.clone());
-    let sandbox_base = sandbox.spawn(sandbox_listen).await.context("starting the sandbox")?;
+    let sandbox_base = sandbox
+        .spawn(sandbox_listen)
+        .await
+        .context("starting the sandbox")?;
     let database_url = std::env::var("DATABASE_URL")
         .unwrap_or_else(|_| config::DEFAULT_DATABASE_URL.replace("/keyhaven", "/keyhaven_demo"));
     let public_url = format!("http://{listen}");
-    let settings = sandbox_settings(&public_url, listen, &sandbox_base, &database_url, &keys, &client_secret)?;
+    let settings = sandbox_settings(
+        &public_url,
+        listen,
+        &sandbox_base,
+        &database_url,
+        &keys,
+        &client_secret,
+    )?;
     register_sandbox_clients(&sandbox, &settings, &client_secret);
-    let app = Application::build(settings, clock).await.context("starting the portal")?;
+    let app = Application::build(settings, clock)
+        .await
+        .context("starting the portal")?;
     let state = app.state().clone();
     let (link, _) = create_link_for(
         &state,
-        &EndUserInput { external_id: "demo-user".into(), email: Some("demo@example.com".into()), name: Some("Demo User".into()) },
+        &EndUserInput {
+            external_id: "demo-user".into(),
+            email: Some("demo@example.com".into()),
+            name: Some("Demo User".into()),
+        },
     )
     .await
     .map_err(|e| anyhow::anyhow!("{e}"))?;
     let api_key = create_api_key(&state, "demo").await?;
     println!("Keyhaven demo is running.");
     println!("  portal:   {public_url}");
-    println!("  sandbox:  {sandbox_base} (imitates SmartRecruiters and a standard OAuth 2.0 server)");
+    println!(
+        "  sandbox:  {sandbox_base} (imitates SmartRecruiters and a standard OAuth 2.0 server)"
+    );
     println!("  API key:  {api_key}");
-    println!("  try:      curl -H 'Authorization: Bearer {api_key}' {public_url}/api/v1/end-users/demo-user/connections");
-    println!("Open this connect link in your browser, click Connect SmartRecruiters, then Approve:");
+    println!(
+        "  try:      curl -H 'Authorization: Bearer {api_key}' {public_url}/api/v1/end-users/demo-user/connections"
+    );
+    println!(
+        "Open this connect link in your browser, click Connect SmartRecruiters, then Approve:"
+    );
     println!("{link}");
     app.run_until(shutdown_signal()).await
 }
@@ -277,10 +342,12 @@ fn demo_key(data_dir: &Path) -> anyhow::Result<String> {
     let path = data_dir.join("demo-encryption-key");
     if let Ok(existing) = std::fs::read_to_string(&path) {
         let existing = existing.trim().to_string();
-        KeyRing::parse(&existing).with_context(|| format!("{} is not a valid key", path.display()))?;
+        KeyRing::parse(&existing)
+            .with_context(|| format!("{} is not a valid key", path.display()))?;
         return Ok(existing);
     }
-    std::fs::create_dir_all(data_dir).with_context(|| format!("creating {}", data_dir.display()))?;
+    std::fs::create_dir_all(data_dir)
+        .with_context(|| format!("creating {}", data_dir.display()))?;
     let entry = KeyRing::generate_entry("demo")?;
     write_private(&path, &entry)?;
     Ok(entry)
@@ -292,7 +359,9 @@ fn write_private(path: &Path, contents: &str) -> anyhow::Result<()> {
     options.write(true).create_new(true);
     #[cfg(unix)]
     std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    let mut file = options.open(path).with_context(|| format!("creating {}", path.display()))?;
+    let mut file = options
+        .open(path)
+        .with_context(|| format!("creating {}", path.display()))?;
     file.write_all(contents.as_bytes())?;
     Ok(())
 }

@@ -18,6 +18,7 @@ impl Clock {
 
     /// Moves this clock (and every copy of it) forward.
     pub fn advance(&self, by: Duration) {
-        self.offset_ms.fetch_add(by.whole_milliseconds() as i64, Ordering::Relaxed);
+        self.offset_ms
+            .fetch_add(by.whole_milliseconds() as i64, Ordering::Relaxed);
     }
 }

@@ -27,7 +27,10 @@ pub struct ConfigError {
 
 impl ConfigError {
     pub fn new(setting: impl Into<String>, problem: impl Into<String>) -> Self {
-        Self { setting: setting.into(), problem: problem.into() }
+        Self {
+            setting: setting.into(),
+            problem: problem.into(),
+        }
     }
 }
 
@@ -77,7 +80,10 @@ pub struct DatabaseSettings {
 
 impl Default for DatabaseSettings {
     fn default() -> Self {
-        Self { url: SecretString::from(DEFAULT_DATABASE_URL), max_connections: 32 }
+        Self {
+            url: SecretString::from(DEFAULT_DATABASE_URL),
+            max_connections: 32,
+        }
     }
 }
 
@@ -89,7 +95,9 @@ pub struct LinkSettings {
 
 impl Default for LinkSettings {
     fn default() -> Self {
-        Self { connect_link_hours: 24 }
+        Self {
+            connect_link_hours: 24,
+        }
     }
 }
 
@@ -188,15 +196,24 @@ pub fn load_raw(file: Option<&Path>) -> Result<RawSettings, ConfigError> {
         .or_else(|| std::env::var_os("KEYHAVEN_CONFIG").map(Into::into));
     if let Some(path) = &file {
         if !path.exists() {
-            return Err(ConfigError::new("KEYHAVEN_CONFIG", format!("file {} not found", path.display())));
+            return Err(ConfigError::new(
+                "KEYHAVEN_CONFIG",
+                format!("file {} not found", path.display()),
+            ));
         }
         figment = figment.merge(Toml::file(path));
     }
-    figment = figment
-        .merge(Env::prefixed("KEYHAVEN_").split("__"))
-        .merge(Env::raw().only(&["DATABASE_URL"]).map(|_| "database.url".into()));
+    figment = figment.merge(Env::prefixed("KEYHAVEN_").split("__")).merge(
+        Env::raw()
+            .only(&["DATABASE_URL"])
+            .map(|_| "database.url".into()),
+    );
     figment.extract().map_err(|e| {
-        let setting = if e.path.is_empty() { "configuration".to_string() } else { e.path.join(".") };
+        let setting = if e.path.is_empty() {
+            "configuration".to_string()
+        } else {
+            e.path.join(".")
+        };
         ConfigError::new(setting, e.kind.to_string())
     })
 }
@@ -206,13 +223,22 @@ impl RawSettings {
     pub fn validate(self) -> Result<Settings, ConfigError> {
         use secrecy::ExposeSecret;
         if !matches!(self.server.public_url.scheme(), "http" | "https") {
-            return Err(ConfigError::new("server.public_url", "must be an http or https URL"));
+            return Err(ConfigError::new(
+                "server.public_url",
+                "must be an http or https URL",
+            ));
         }
         if self.server.http_timeout_secs == 0 || self.server.http_timeout_secs > 10 {
-            return Err(ConfigError::new("server.http_timeout_secs", "must be between 1 and 10"));
+            return Err(ConfigError::new(
+                "server.http_timeout_secs",
+                "must be between 1 and 10",
+            ));
         }
         if self.links.connect_link_hours <= 0 {
-            return Err(ConfigError::new("links.connect_link_hours", "must be positive"));
+            return Err(ConfigError::new(
+                "links.connect_link_hours",
+                "must be positive",
+            ));
         }
         let keys = match &self.encryption_keys {
             None => {

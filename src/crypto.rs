@@ -89,7 +89,9 @@ impl KeyRing {
             let cipher = Aes256Gcm::new_from_slice(&bytes)
                 .map_err(|_| CryptoError::InvalidKeys(format!("key {kid:?} must be 32 bytes")))?;
             if keys.insert(kid.to_string(), cipher).is_some() {
-                return Err(CryptoError::InvalidKeys(format!("key id {kid:?} appears twice")));
+                return Err(CryptoError::InvalidKeys(format!(
+                    "key id {kid:?} appears twice"
+                )));
             }
             primary.get_or_insert_with(|| kid.to_string());
         }
@@ -114,7 +116,13 @@ impl KeyRing {
         let nonce = random_bytes::<NONCE_LEN>()?;
         let aad = at.aad();
         let ciphertext = cipher
-            .encrypt(Nonce::from_slice(&nonce), Payload { msg: plaintext, aad: &aad })
+            .encrypt(
+                Nonce::from_slice(&nonce),
+                Payload {
+                    msg: plaintext,
+                    aad: &aad,
+                },
+            )
             .map_err(|_| CryptoError::Authentication)?;
         let kid = self.primary.as_bytes();
         let mut out = Vec::with_capacity(2 + kid.len() + NONCE_LEN + ciphertext.len());
@@ -139,7 +147,13 @@ impl KeyRing {
         let (nonce, ciphertext) = rest.split_at(NONCE_LEN);
         let aad = at.aad();
         cipher
-            .decrypt(Nonce::from_slice(nonce), Payload { msg: ciphertext, aad: &aad })
+            .decrypt(
+                Nonce::from_slice(nonce),
+                Payload {
+                    msg: ciphertext,
+                    aad: &aad,
+                },
+            )
             .map_err(|_| CryptoError::Authentication)
     }
 
@@ -149,7 +163,9 @@ impl KeyRing {
 
     /// True when the value was sealed with a key other than the primary one.
     pub fn needs_reseal(&self, sealed: &[u8]) -> bool {
-        sealed_key_id(sealed).map(|kid| kid != self.primary).unwrap_or(false)
+        sealed_key_id(sealed)
+            .map(|kid| kid != self.primary)
+            .unwrap_or(false)
     }
 }
 
@@ -164,7 +180,9 @@ fn sealed_key_id(sealed: &[u8]) -> Result<&str, CryptoError> {
 
 pub fn random_bytes<const N: usize>() -> Result<[u8; N], CryptoError> {
     let mut buf = [0u8; N];
-    OsRng.try_fill_bytes(&mut buf).map_err(|_| CryptoError::Random)?;
+    OsRng
+        .try_fill_bytes(&mut buf)
+        .map_err(|_| CryptoError::Random)?;
     Ok(buf)
 }
 
@@ -198,7 +216,11 @@ mod tests {
         KeyRing::parse(list).expect("valid key list")
     }
 
-    const AT: SealedAt<'static> = SealedAt { table: "connections", column: "access_token", row: b"row-1" };
+    const AT: SealedAt<'static> = SealedAt {
+        table: "connections",
+        column: "access_token",
+        row: b"row-1",
+    };
 
     #[test]
     fn seal_round_trip_and_binding() {
@@ -206,9 +228,18 @@ mod tests {
         let keys = ring(&entry);
         let sealed = keys.seal(b"secret", AT).expect("seal");
         assert_eq!(keys.open(&sealed, AT).expect("open"), b"secret");
-        let other_row = SealedAt { row: b"row-2", ..AT };
-        assert!(matches!(keys.open(&sealed, other_row), Err(CryptoError::Authentication)));
-        let other_column = SealedAt { column: "refresh_token", ..AT };
+        let other_row = SealedAt {
+            row: b"row-2",
+            ..AT
+        };
+        assert!(matches!(
+            keys.open(&sealed, other_row),
+            Err(CryptoError::Authentication)
+        ));
+        let other_column = SealedAt {
+            column: "refresh_token",
+            ..AT
+        };
         assert!(keys.open(&sealed, other_column).is_err());
         let mut flipped = sealed.clone();
         let last = flipped.len() - 1;
@@ -225,7 +256,10 @@ mod tests {
         let rotated = ring(&format!("{new},{old}"));
         assert!(rotated.needs_reseal(&sealed));
         assert_eq!(rotated.open(&sealed, AT).expect("open"), b"v");
-        assert!(matches!(ring(&new).open(&sealed, AT), Err(CryptoError::UnknownKey(_))));
+        assert!(matches!(
+            ring(&new).open(&sealed, AT),
+            Err(CryptoError::UnknownKey(_))
+        ));
     }
 
     #[test]

@@ -29,7 +29,10 @@ pub enum AppError {
     Conflict { code: &'static str, message: String },
     /// A provider call failed; nothing was stored.
     #[error("{provider}: {error}")]
-    Upstream { provider: String, error: crate::oauth::token::TokenError },
+    Upstream {
+        provider: String,
+        error: crate::oauth::token::TokenError,
+    },
     /// The database is unreachable or saturated; the request can be retried.
     #[error("service temporarily unavailable")]
     Unavailable(#[source] sqlx::Error),
@@ -84,7 +87,9 @@ impl AppError {
             AppError::Upstream { provider, error } => format!(
                 "{provider} did not complete the connection: {error}. Nothing was changed; you can start again."
             ),
-            AppError::Unavailable(_) => "Keyhaven is briefly unavailable. Please try again in a moment.".into(),
+            AppError::Unavailable(_) => {
+                "Keyhaven is briefly unavailable. Please try again in a moment.".into()
+            }
             AppError::Internal(_) => "Something went wrong on our side. Please try again.".into(),
         }
     }
@@ -101,10 +106,15 @@ impl AppError {
 impl From<sqlx::Error> for AppError {
     fn from(e: sqlx::Error) -> Self {
         match e {
-            sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) | sqlx::Error::Tls(_) => {
-                AppError::Unavailable(e)
-            }
-            sqlx::Error::Database(ref db) if db.code().is_some_and(|c| c.starts_with("57P") || c.starts_with("08")) => {
+            sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::Io(_)
+            | sqlx::Error::Tls(_) => AppError::Unavailable(e),
+            sqlx::Error::Database(ref db)
+                if db
+                    .code()
+                    .is_some_and(|c| c.starts_with("57P") || c.starts_with("08")) =>
+            {
                 AppError::Unavailable(e)
             }
             other => AppError::Internal(other.into()),
@@ -147,9 +157,17 @@ impl IntoResponse for AppError {
         let status = self.status();
         let title = status.canonical_reason().unwrap_or("Error");
         let message = self.public_message();
-        let retry = matches!(self, AppError::Unavailable(_) | AppError::Internal(_) | AppError::Upstream { .. })
-            .then_some("/connect");
-        ErrorPage { title, message: &message, retry_href: retry }.response(status)
+        let retry = matches!(
+            self,
+            AppError::Unavailable(_) | AppError::Internal(_) | AppError::Upstream { .. }
+        )
+        .then_some("/connect");
+        ErrorPage {
+            title,
+            message: &message,
+            retry_href: retry,
+        }
+        .response(status)
     }
 }
 

@@ -44,7 +44,12 @@ impl std::ops::Deref for AppState {
 impl AppState {
     pub fn new(settings: Settings, pool: PgPool, clock: Clock) -> anyhow::Result<Self> {
         let http = outbound_client(settings.http_timeout())?;
-        Ok(Self(Arc::new(Inner { settings, pool, http, clock })))
+        Ok(Self(Arc::new(Inner {
+            settings,
+            pool,
+            http,
+            clock,
+        })))
     }
 }
 
@@ -69,16 +74,38 @@ impl Application {
     /// Connects to Postgres (creating and migrating the database) and binds the listener.
     pub async fn build(settings: Settings, clock: Clock) -> anyhow::Result<Self> {
         use secrecy::ExposeSecret;
-        let pool = db::connect_and_migrate(settings.database.url.expose_secret(), settings.database.max_connections).await?;
+        let pool = db::connect_and_migrate(
+            settings.database.url.expose_secret(),
+            settings.database.max_connections,
+        )
+        .await?;
         Self::build_with_pool(settings, pool, clock).await
     }
 
-    pub async fn build_with_pool(settings: Settings, pool: PgPool, clock: Clock) -> anyhow::Result<Self> {
+    pub async fn build_with_pool(
+        settings: Settings,
+        pool: PgPool,
+        clock: Clock,
+    ) -> anyhow::Result<Self> {
+        let listener = TcpListener::bind(settings.server.listen).await?;
+        Self::build_on(listener, settings, pool, clock).await
+    }
+
+    /// Uses an already bound listener (tests bind port 0 first to learn the public URL).
+    pub async fn build_on(
+        listener: TcpListener,
+        settings: Settings,
+        pool: PgPool,
+        clock: Clock,
+    ) -> anyhow::Result<Self> {
         let store = PostgresStore::new(pool.clone());
         store.migrate().await?;
-        let listener = TcpListener::bind(settings.server.listen).await?;
         let state = AppState::new(settings, pool, clock)?;
-        Ok(Self { listener, state, store })
+        Ok(Self {
+            listener,
+            state,
+            store,
+        })
     }
 
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
@@ -90,10 +117,15 @@ impl Application {
     }
 
     /// Serves until `shutdown` resolves, then drains in-flight requests.
-    pub async fn run_until(self, shutdown: impl std::future::Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+    pub async fn run_until(
+        self,
+        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
         let housekeeping = tokio::spawn(web::housekeeping(self.state.clone(), self.store.clone()));
         let app = web::router(self.state, self.store);
-        let result = axum::serve(self.listener, app).with_graceful_shutdown(shutdown).await;
+        let result = axum::serve(self.listener, app)
+            .with_graceful_shutdown(shutdown)
+            .await;
         housekeeping.abort();
         Ok(result?)
     }

@@ -20,7 +20,10 @@ pub struct ConnectionSummary {
     pub updated_at: OffsetDateTime,
 }
 
-pub async fn list_for_end_user(conn: &mut PgConnection, end_user_id: Uuid) -> sqlx::Result<Vec<ConnectionSummary>> {
+pub async fn list_for_end_user(
+    conn: &mut PgConnection,
+    end_user_id: Uuid,
+) -> sqlx::Result<Vec<ConnectionSummary>> {
     sqlx::query_as!(
         ConnectionSummary,
         r#"SELECT id, provider, status, account_id, account_label, scopes, access_expires_at,
@@ -52,7 +55,7 @@ pub async fn claim_row(
     provider: &str,
 ) -> sqlx::Result<(Uuid, Option<String>, bool)> {
     let row = sqlx::query!(
-        r#"INSERT INTO connections (id, end_user_id, provider, status) VALUES ($1, $2, $3, 'active')
+        r#"INSERT INTO connections (id, end_user_id, provider, status, version) VALUES ($1, $2, $3, 'active', 0)
            ON CONFLICT ON CONSTRAINT connections_one_per_provider
              DO UPDATE SET updated_at = connections.updated_at
            RETURNING id, account_id, (xmax = 0) AS "created!""#,

@@ -45,7 +45,10 @@ pub async fn get(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<Option<EndUs
     .await
 }
 
-pub async fn find_by_external_id(conn: &mut PgConnection, external_id: &str) -> sqlx::Result<Option<EndUser>> {
+pub async fn find_by_external_id(
+    conn: &mut PgConnection,
+    external_id: &str,
+) -> sqlx::Result<Option<EndUser>> {
     sqlx::query_as!(
         EndUser,
         "SELECT id, external_id, email, display_name FROM end_users WHERE external_id = $1",

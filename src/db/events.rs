@@ -33,7 +33,11 @@ pub async fn record(
     Ok(())
 }
 
-pub async fn list(conn: &mut PgConnection, connection_id: Uuid, limit: i64) -> sqlx::Result<Vec<Event>> {
+pub async fn list(
+    conn: &mut PgConnection,
+    connection_id: Uuid,
+    limit: i64,
+) -> sqlx::Result<Vec<Event>> {
     sqlx::query_as!(
         Event,
         "SELECT kind, detail, actor, at FROM connection_events WHERE connection_id = $1 ORDER BY at DESC, id DESC LIMIT $2",

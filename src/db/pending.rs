@@ -48,7 +48,11 @@ pub async fn insert(conn: &mut PgConnection, p: NewPending<'_>) -> sqlx::Result<
 }
 
 /// Consumes the authorization for this state if it belongs to this session.
-pub async fn take(conn: &mut PgConnection, state_hash: &[u8], session_hash: &[u8]) -> sqlx::Result<Option<Pending>> {
+pub async fn take(
+    conn: &mut PgConnection,
+    state_hash: &[u8],
+    session_hash: &[u8],
+) -> sqlx::Result<Option<Pending>> {
     sqlx::query_as!(
         Pending,
         r#"DELETE FROM pending_authorizations WHERE state_hash = $1 AND session_hash = $2
@@ -61,8 +65,11 @@ pub async fn take(conn: &mut PgConnection, state_hash: &[u8], session_hash: &[u8
 }
 
 pub async fn delete_expired(conn: &mut PgConnection, now: OffsetDateTime) -> sqlx::Result<u64> {
-    let done = sqlx::query!("DELETE FROM pending_authorizations WHERE expires_at < $1", now)
-        .execute(conn)
-        .await?;
+    let done = sqlx::query!(
+        "DELETE FROM pending_authorizations WHERE expires_at < $1",
+        now
+    )
+    .execute(conn)
+    .await?;
     Ok(done.rows_affected())
 }

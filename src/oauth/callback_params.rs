@@ -69,11 +69,26 @@ mod tests {
         let p = CallbackParams::parse(Some("code=9%3Aabc&state=s+t")).expect("valid");
         assert_eq!(p.get("code"), Some("9:abc"));
         assert_eq!(p.get("state"), Some("s t"));
-        assert_eq!(CallbackParams::parse(Some("a=1&a=2")).err(), Some(ParamError::Duplicate));
-        assert_eq!(CallbackParams::parse(Some("a=%FF")).err(), Some(ParamError::Encoding));
-        assert_eq!(CallbackParams::parse(Some("a=%00")).err(), Some(ParamError::Control));
-        assert_eq!(CallbackParams::parse(Some("a=%0D%0A")).err(), Some(ParamError::Control));
+        assert_eq!(
+            CallbackParams::parse(Some("a=1&a=2")).err(),
+            Some(ParamError::Duplicate)
+        );
+        assert_eq!(
+            CallbackParams::parse(Some("a=%FF")).err(),
+            Some(ParamError::Encoding)
+        );
+        assert_eq!(
+            CallbackParams::parse(Some("a=%00")).err(),
+            Some(ParamError::Control)
+        );
+        assert_eq!(
+            CallbackParams::parse(Some("a=%0D%0A")).err(),
+            Some(ParamError::Control)
+        );
         let big = format!("a={}", "x".repeat(5000));
-        assert_eq!(CallbackParams::parse(Some(&big)).err(), Some(ParamError::TooLarge));
+        assert_eq!(
+            CallbackParams::parse(Some(&big)).err(),
+            Some(ParamError::TooLarge)
+        );
     }
 }

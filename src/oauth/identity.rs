@@ -13,7 +13,11 @@ pub struct Account {
     pub label: Option<String>,
 }
 
-pub async fn identify(http: &reqwest::Client, provider: &Provider, access_token: &SecretString) -> Result<Account, TokenError> {
+pub async fn identify(
+    http: &reqwest::Client,
+    provider: &Provider,
+    access_token: &SecretString,
+) -> Result<Account, TokenError> {
     let Some(userinfo) = &provider.userinfo else {
         return Ok(Account::default());
     };
@@ -30,23 +34,33 @@ pub async fn identify(http: &reqwest::Client, provider: &Provider, access_token:
         return Err(TokenError::Unavailable(status.as_u16()));
     }
     if !status.is_success() {
-        return Err(TokenError::Rejected(format!("who-am-I answered HTTP {}", status.as_u16())));
+        return Err(TokenError::Rejected(format!(
+            "who-am-I answered HTTP {}",
+            status.as_u16()
+        )));
     }
-    let json: Value = serde_json::from_slice(&body).map_err(|_| TokenError::Malformed("who-am-I answer is not JSON"))?;
+    let json: Value = serde_json::from_slice(&body)
+        .map_err(|_| TokenError::Malformed("who-am-I answer is not JSON"))?;
     let (id, label) = match provider.kind {
-        Kind::SmartRecruiters => {
-            smartrecruiters::account_from_me(&json).ok_or(TokenError::Malformed("users/me has no id"))?
-        }
+        Kind::SmartRecruiters => smartrecruiters::account_from_me(&json)
+            .ok_or(TokenError::Malformed("users/me has no id"))?,
         Kind::Generic => {
             let id = json
                 .pointer(&userinfo.id_pointer)
                 .and_then(scalar)
                 .ok_or(TokenError::Malformed("who-am-I answer has no account id"))?;
-            let label = userinfo.label_pointer.as_deref().and_then(|p| json.pointer(p)).and_then(scalar);
+            let label = userinfo
+                .label_pointer
+                .as_deref()
+                .and_then(|p| json.pointer(p))
+                .and_then(scalar);
             (id, label)
         }
     };
-    Ok(Account { id: Some(clean(&id, 200)), label: label.map(|l| clean(&l, 200)) })
+    Ok(Account {
+        id: Some(clean(&id, 200)),
+        label: label.map(|l| clean(&l, 200)),
+    })
 }
 
 fn scalar(v: &Value) -> Option<String> {

@@ -16,8 +16,14 @@ use crate::providers::{ClientAuth, Provider, TokenBody};
 const MAX_BODY: usize = 64 * 1024;
 
 pub enum Grant<'a> {
-    Code { code: &'a str, redirect_uri: &'a str, verifier: Option<&'a str> },
-    Refresh { refresh_token: &'a str },
+    Code {
+        code: &'a str,
+        redirect_uri: &'a str,
+        verifier: Option<&'a str>,
+    },
+    Refresh {
+        refresh_token: &'a str,
+    },
 }
 
 impl Grant<'_> {
@@ -42,7 +48,10 @@ impl fmt::Debug for TokenSet {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("TokenSet")
             .field("access_token", &"[redacted]")
-            .field("refresh_token", &self.refresh_token.as_ref().map(|_| "[redacted]"))
+            .field(
+                "refresh_token",
+                &self.refresh_token.as_ref().map(|_| "[redacted]"),
+            )
             .field("token_type", &self.token_type)
             .field("expires_at", &self.expires_at)
             .finish_non_exhaustive()
@@ -99,7 +108,11 @@ pub async fn request(
 ) -> Result<TokenSet, TokenError> {
     let mut params: Vec<(&str, &str)> = vec![("grant_type", grant.kind())];
     match &grant {
-        Grant::Code { code, redirect_uri, verifier } => {
+        Grant::Code {
+            code,
+            redirect_uri,
+            verifier,
+        } => {
             params.push(("code", code));
             params.push(("redirect_uri", redirect_uri));
             if let Some(v) = verifier {
@@ -109,17 +122,29 @@ pub async fn request(
         Grant::Refresh { refresh_token } => params.push(("refresh_token", refresh_token)),
     }
     let secret = provider.client_secret.expose_secret();
-    let mut req = http.post(provider.token_url.clone()).header(reqwest::header::ACCEPT, "application/json");
+    let mut req = http
+        .post(provider.token_url.clone())
+        .header(reqwest::header::ACCEPT, "application/json");
     match provider.client_auth {
         ClientAuth::Body => {
             params.push(("client_id", &provider.client_id));
             params.push(("client_secret", secret));
         }
-        ClientAuth::Basic => req = req.header(reqwest::header::AUTHORIZATION, basic_auth(&provider.client_id, secret)),
+        ClientAuth::Basic => {
+            req = req.header(
+                reqwest::header::AUTHORIZATION,
+                basic_auth(&provider.client_id, secret),
+            )
+        }
     }
     req = match provider.token_body {
         TokenBody::Form => req.form(&params),
-        TokenBody::Json => req.json(&params.iter().map(|(k, v)| (k.to_string(), Value::from(*v))).collect::<Map<String, Value>>()),
+        TokenBody::Json => req.json(
+            &params
+                .iter()
+                .map(|(k, v)| (k.to_string(), Value::from(*v)))
+                .collect::<Map<String, Value>>(),
+        ),
     };
     let response = req.send().await.map_err(transport_error)?;
     let status = response.status();
@@ -135,7 +160,10 @@ pub async fn request(
 /// RFC 6749 §2.3.1: both parts are form-encoded before Base64.
 fn basic_auth(id: &str, secret: &str) -> String {
     let enc = |s: &str| url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
-    format!("Basic {}", STANDARD.encode(format!("{}:{}", enc(id), enc(secret))))
+    format!(
+        "Basic {}",
+        STANDARD.encode(format!("{}:{}", enc(id), enc(secret)))
+    )
 }
 
 pub(crate) fn transport_error(e: reqwest::Error) -> TokenError {
@@ -162,7 +190,9 @@ fn parse_retry_after(value: &str) -> Option<Duration> {
     if let Ok(secs) = value.trim().parse::<u64>() {
         return Some(Duration::from_secs(secs));
     }
-    let at = time::OffsetDateTime::parse(value.trim(), &time::format_description::well_known::Rfc2822).ok()?;
+    let at =
+        time::OffsetDateTime::parse(value.trim(), &time::format_description::well_known::Rfc2822)
+            .ok()?;
     let secs = (at - OffsetDateTime::now_utc()).whole_seconds();
     Some(Duration::from_secs(secs.max(0) as u64))
 }
@@ -182,14 +212,19 @@ pub fn classify(
         return Err(TokenError::Unavailable(status.as_u16()));
     }
     // Some providers (Zoho) report errors with HTTP 200, so an `error` key wins over the status.
-    if let Some(code) = json.as_ref().and_then(|j| j.get("error")).and_then(Value::as_str) {
+    if let Some(code) = json
+        .as_ref()
+        .and_then(|j| j.get("error"))
+        .and_then(Value::as_str)
+    {
         return Err(error_from_code(code, retry_after));
     }
     if !status.is_success() {
         return Err(TokenError::Rejected(format!("http_{}", status.as_u16())));
     }
     let json = json.ok_or(TokenError::Malformed("not a JSON object"))?;
-    let access_token = non_empty_str(&json, "access_token").ok_or(TokenError::Malformed("no access_token"))?;
+    let access_token =
+        non_empty_str(&json, "access_token").ok_or(TokenError::Malformed("no access_token"))?;
     let expires_in = json.get("expires_in").and_then(as_i64);
     // Hurdlr dates expiry from its own `created_at` rather than from the response.
     let issued_at = json
@@ -218,11 +253,15 @@ fn error_from_code(code: &str, retry_after: Option<Duration>) -> TokenError {
 }
 
 fn non_empty_str(json: &Map<String, Value>, key: &str) -> Option<String> {
-    json.get(key).and_then(Value::as_str).filter(|s| !s.is_empty()).map(String::from)
+    json.get(key)
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty())
+        .map(String::from)
 }
 
 fn as_i64(v: &Value) -> Option<i64> {
-    v.as_i64().or_else(|| v.as_str().and_then(|s| s.trim().parse().ok()))
+    v.as_i64()
+        .or_else(|| v.as_str().and_then(|s| s.trim().parse().ok()))
 }
 
 /// Provider-supplied short strings kept for display: printable ASCII, bounded.
@@ -243,21 +282,40 @@ mod tests {
 
     #[test]
     fn classifies_answers() {
-        let ok = classify(StatusCode::OK, None, br#"{"access_token":"a","token_type":"BEARER","expires_in":"60","x":1}"#, now())
-            .expect("accepted");
+        let ok = classify(
+            StatusCode::OK,
+            None,
+            br#"{"access_token":"a","token_type":"BEARER","expires_in":"60","x":1}"#,
+            now(),
+        )
+        .expect("accepted");
         assert_eq!(ok.expires_at, Some(now() + time::Duration::seconds(60)));
         assert!(ok.refresh_token.is_none());
-        assert_eq!(classify(StatusCode::OK, None, b"{}", now()).err(), Some(TokenError::Malformed("no access_token")));
-        assert!(matches!(classify(StatusCode::OK, None, b"<html>", now()), Err(TokenError::Malformed(_))));
+        assert_eq!(
+            classify(StatusCode::OK, None, b"{}", now()).err(),
+            Some(TokenError::Malformed("no access_token"))
+        );
+        assert!(matches!(
+            classify(StatusCode::OK, None, b"<html>", now()),
+            Err(TokenError::Malformed(_))
+        ));
         assert!(matches!(
             classify(StatusCode::OK, None, br#"{"error":"invalid_code"}"#, now()),
             Err(TokenError::InvalidGrant(_))
         ));
         assert!(matches!(
-            classify(StatusCode::BAD_REQUEST, None, br#"{"error":"invalid_grant"}"#, now()),
+            classify(
+                StatusCode::BAD_REQUEST,
+                None,
+                br#"{"error":"invalid_grant"}"#,
+                now()
+            ),
             Err(TokenError::InvalidGrant(_))
         ));
-        assert_eq!(classify(StatusCode::BAD_GATEWAY, None, b"", now()).err(), Some(TokenError::Unavailable(502)));
+        assert_eq!(
+            classify(StatusCode::BAD_GATEWAY, None, b"", now()).err(),
+            Some(TokenError::Unavailable(502))
+        );
         let hurdlr = classify(
             StatusCode::OK,
             None,
@@ -265,6 +323,9 @@ mod tests {
             now(),
         )
         .expect("accepted");
-        assert_eq!(hurdlr.expires_at.map(|t| t.unix_timestamp()), Some(1599065168 + 7776000));
+        assert_eq!(
+            hurdlr.expires_at.map(|t| t.unix_timestamp()),
+            Some(1599065168 + 7776000)
+        );
     }
 }

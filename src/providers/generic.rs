@@ -15,9 +15,17 @@ pub fn build(
         None => None,
         Some(url) => Some(UserInfo {
             url: super::url_setting(id, "userinfo_url", Some(url), None)?,
-            id_pointer: super::pointer_setting(id, "account_id_pointer", raw.account_id_pointer.as_deref())?
-                .unwrap_or_else(|| "/sub".into()),
-            label_pointer: super::pointer_setting(id, "account_label_pointer", raw.account_label_pointer.as_deref())?,
+            id_pointer: super::pointer_setting(
+                id,
+                "account_id_pointer",
+                raw.account_id_pointer.as_deref(),
+            )?
+            .unwrap_or_else(|| "/sub".into()),
+            label_pointer: super::pointer_setting(
+                id,
+                "account_label_pointer",
+                raw.account_label_pointer.as_deref(),
+            )?,
         }),
     };
     let revocation_url = match raw.revocation_url.as_deref() {
@@ -34,7 +42,11 @@ pub fn build(
         token_url: super::url_setting(id, "token_url", raw.token_url.as_deref(), None)?,
         scopes: raw.scopes.clone().unwrap_or_default(),
         scope_separator: raw.scope_separator.clone().unwrap_or_else(|| " ".into()),
-        client_auth: super::client_auth_setting(id, raw.client_auth.as_deref(), super::ClientAuth::Basic)?,
+        client_auth: super::client_auth_setting(
+            id,
+            raw.client_auth.as_deref(),
+            super::ClientAuth::Basic,
+        )?,
         token_body: super::token_body_setting(id, raw.token_body.as_deref())?,
         pkce: raw.pkce.unwrap_or(true),
         authorize_params: raw.authorize_params.clone().into_iter().collect(),

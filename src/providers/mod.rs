@@ -90,10 +90,15 @@ impl Provider {
 /// Builds a provider from its `[providers.<id>]` table. The outer error is a
 /// configuration mistake (start-up stops); the inner one means "configured but not
 /// offered", with the reason admins see.
-pub fn from_settings(id: &str, raw: &ProviderSettings) -> Result<Result<Provider, String>, ConfigError> {
+pub fn from_settings(
+    id: &str,
+    raw: &ProviderSettings,
+) -> Result<Result<Provider, String>, ConfigError> {
     if id.is_empty()
         || id.len() > 40
-        || !id.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
+        || !id
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
     {
         return Err(ConfigError::new(
             format!("providers.{id}"),
@@ -116,7 +121,8 @@ pub fn from_settings(id: &str, raw: &ProviderSettings) -> Result<Result<Provider
             ));
         }
     };
-    let (Some(client_id), Some(client_secret)) = (raw.client_id.clone(), raw.client_secret.clone()) else {
+    let (Some(client_id), Some(client_secret)) = (raw.client_id.clone(), raw.client_secret.clone())
+    else {
         return Ok(Err("client_id and client_secret are not configured".into()));
     };
     let provider = match kind {
@@ -127,24 +133,37 @@ pub fn from_settings(id: &str, raw: &ProviderSettings) -> Result<Result<Provider
 }
 
 /// Parses a URL setting, naming the setting when it is wrong.
-pub(crate) fn url_setting(id: &str, key: &str, value: Option<&str>, default: Option<&str>) -> Result<Url, ConfigError> {
+pub(crate) fn url_setting(
+    id: &str,
+    key: &str,
+    value: Option<&str>,
+    default: Option<&str>,
+) -> Result<Url, ConfigError> {
     let setting = format!("providers.{id}.{key}");
     let value = value
         .or(default)
         .ok_or_else(|| ConfigError::new(&setting, "missing"))?;
-    let url = Url::parse(value).map_err(|e| ConfigError::new(&setting, format!("not a URL: {e}")))?;
+    let url =
+        Url::parse(value).map_err(|e| ConfigError::new(&setting, format!("not a URL: {e}")))?;
     if !matches!(url.scheme(), "http" | "https") {
         return Err(ConfigError::new(&setting, "must be an http or https URL"));
     }
     Ok(url)
 }
 
-pub(crate) fn client_auth_setting(id: &str, value: Option<&str>, default: ClientAuth) -> Result<ClientAuth, ConfigError> {
+pub(crate) fn client_auth_setting(
+    id: &str,
+    value: Option<&str>,
+    default: ClientAuth,
+) -> Result<ClientAuth, ConfigError> {
     match value {
         None => Ok(default),
         Some("body") => Ok(ClientAuth::Body),
         Some("basic") => Ok(ClientAuth::Basic),
-        Some(_) => Err(ConfigError::new(format!("providers.{id}.client_auth"), "must be \"body\" or \"basic\"")),
+        Some(_) => Err(ConfigError::new(
+            format!("providers.{id}.client_auth"),
+            "must be \"body\" or \"basic\"",
+        )),
     }
 }
 
@@ -152,11 +171,18 @@ pub(crate) fn token_body_setting(id: &str, value: Option<&str>) -> Result<TokenB
     match value {
         None | Some("form") => Ok(TokenBody::Form),
         Some("json") => Ok(TokenBody::Json),
-        Some(_) => Err(ConfigError::new(format!("providers.{id}.token_body"), "must be \"form\" or \"json\"")),
+        Some(_) => Err(ConfigError::new(
+            format!("providers.{id}.token_body"),
+            "must be \"form\" or \"json\"",
+        )),
     }
 }
 
-pub(crate) fn pointer_setting(id: &str, key: &str, value: Option<&str>) -> Result<Option<String>, ConfigError> {
+pub(crate) fn pointer_setting(
+    id: &str,
+    key: &str,
+    value: Option<&str>,
+) -> Result<Option<String>, ConfigError> {
     match value {
         Some(p) if !p.is_empty() && !p.starts_with('/') => Err(ConfigError::new(
             format!("providers.{id}.{key}"),

@@ -24,11 +24,19 @@ pub fn build(
         .map_err(|e| ConfigError::new(format!("providers.{id}.api_url"), e.to_string()))?;
     Ok(Provider {
         id: id.to_string(),
-        display_name: raw.display_name.clone().unwrap_or_else(|| "SmartRecruiters".into()),
+        display_name: raw
+            .display_name
+            .clone()
+            .unwrap_or_else(|| "SmartRecruiters".into()),
         kind: Kind::SmartRecruiters,
         client_id,
         client_secret,
-        authorize_url: super::url_setting(id, "authorize_url", raw.authorize_url.as_deref(), Some(AUTHORIZE_URL))?,
+        authorize_url: super::url_setting(
+            id,
+            "authorize_url",
+            raw.authorize_url.as_deref(),
+            Some(AUTHORIZE_URL),
+        )?,
         token_url: super::url_setting(id, "token_url", raw.token_url.as_deref(), Some(TOKEN_URL))?,
         scopes: raw
             .scopes
@@ -40,7 +48,11 @@ pub fn build(
         pkce: false,
         authorize_params: raw.authorize_params.clone().into_iter().collect(),
         issuer: None,
-        userinfo: Some(UserInfo { url: me, id_pointer: "/id".into(), label_pointer: None }),
+        userinfo: Some(UserInfo {
+            url: me,
+            id_pointer: "/id".into(),
+            label_pointer: None,
+        }),
         revocation_url: None,
         refresh_token_lifetime: Some(time::Duration::days(28)),
     })

@@ -7,10 +7,10 @@ use std::time::Instant;
 
 use askama::Template;
 use axum::Extension;
+use axum::Form;
 use axum::extract::{Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
-use axum::Form;
 use url::Url;
 
 use super::world::{CodeGrant, random_hex};
@@ -36,30 +36,58 @@ struct AuthorizeParams {
 }
 
 fn bad_request(message: &str) -> Response {
-    (StatusCode::BAD_REQUEST, Html(format!("<h1>Invalid request</h1><p>{}</p>", askama_escape(message)))).into_response()
+    (
+        StatusCode::BAD_REQUEST,
+        Html(format!(
+            "<h1>Invalid request</h1><p>{}</p>",
+            askama_escape(message)
+        )),
+    )
+        .into_response()
 }
 
 fn askama_escape(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
 }
 
 /// Validates client, redirect URI and scope the way the provider does. Errors that can
 /// be sent back to a verified redirect URI are returned as redirects.
-fn validate(sb: &Sandbox, flavor: Flavor, q: &HashMap<String, String>) -> Result<AuthorizeParams, Response> {
+fn validate(
+    sb: &Sandbox,
+    flavor: Flavor,
+    q: &HashMap<String, String>,
+) -> Result<AuthorizeParams, Response> {
     let client_id = q.get("client_id").cloned().unwrap_or_default();
     let redirect_uri = q.get("redirect_uri").cloned().unwrap_or_default();
-    let registered = sb.world().clients.get(&(flavor.key().to_string(), client_id.clone())).cloned();
+    let registered = sb
+        .world()
+        .clients
+        .get(&(flavor.key().to_string(), client_id.clone()))
+        .cloned();
     let Some(registration) = registered else {
         return Err(bad_request("Unknown client_id."));
     };
     // Redirect URIs must match a registered one exactly.
-    if !registration.redirect_uris.iter().any(|r| r == &redirect_uri) {
-        return Err(bad_request("redirect_uri does not match the registered one."));
+    if !registration
+        .redirect_uris
+        .iter()
+        .any(|r| r == &redirect_uri)
+    {
+        return Err(bad_request(
+            "redirect_uri does not match the registered one.",
+        ));
     }
     let state = q.get("state").cloned();
     let scope = q.get("scope").cloned();
     let redirect_error = |error: &str, description: &str| {
-        redirect_with(&redirect_uri, &[("error", error), ("error_description", description)], state.as_deref())
+        redirect_with(
+            &redirect_uri,
+            &[("error", error), ("error_description", description)],
+            state.as_deref(),
+        )
     };
     // SmartRecruiters rejects an empty `scope=`.
     if scope.as_deref() == Some("") {
@@ -67,14 +95,28 @@ fn validate(sb: &Sandbox, flavor: Flavor, q: &HashMap<String, String>) -> Result
     }
     let challenge = q.get("code_challenge").cloned();
     if flavor.requires_pkce() {
-        if challenge.as_deref().is_none_or(str::is_empty) || q.get("code_challenge_method").map(String::as_str) != Some("S256") {
-            return Err(redirect_error("invalid_request", "PKCE with S256 is required"));
+        if challenge.as_deref().is_none_or(str::is_empty)
+            || q.get("code_challenge_method").map(String::as_str) != Some("S256")
+        {
+            return Err(redirect_error(
+                "invalid_request",
+                "PKCE with S256 is required",
+            ));
         }
         if q.get("response_type").map(String::as_str) != Some("code") {
-            return Err(redirect_error("unsupported_response_type", "response_type must be code"));
+            return Err(redirect_error(
+                "unsupported_response_type",
+                "response_type must be code",
+            ));
         }
     }
-    Ok(AuthorizeParams { client_id, redirect_uri, state, scope: scope.unwrap_or_default(), challenge })
+    Ok(AuthorizeParams {
+        client_id,
+        redirect_uri,
+        state,
+        scope: scope.unwrap_or_default(),
+        challenge,
+    })
 }
 
 fn redirect_with(redirect_uri: &str, params: &[(&str, &str)], state: Option<&str>) -> Response {
@@ -138,11 +180,22 @@ pub async fn decide(
         sb.world().count(format!("{}.denied", flavor.key()));
         return redirect_with(
             &params.redirect_uri,
-            &[("error", "access_denied"), ("error_description", "The user denied access to your application")],
+            &[
+                ("error", "access_denied"),
+                (
+                    "error_description",
+                    "The user denied access to your application",
+                ),
+            ],
             params.state.as_deref(),
         );
     }
-    let login = form.get("login").map(|l| l.trim()).filter(|l| !l.is_empty()).unwrap_or("sam.sandbox").to_string();
+    let login = form
+        .get("login")
+        .map(|l| l.trim())
+        .filter(|l| !l.is_empty())
+        .unwrap_or("sam.sandbox")
+        .to_string();
     approve(&sb, flavor, params, &login)
 }
 

@@ -31,12 +31,16 @@ pub struct Sandbox {
 
 impl Sandbox {
     pub fn new(clock: Clock) -> Self {
-        Self { world: Arc::new(Mutex::new(World::new(clock))) }
+        Self {
+            world: Arc::new(Mutex::new(World::new(clock))),
+        }
     }
 
     /// The world, even if a panicking holder poisoned the lock (its data stays usable).
     pub(crate) fn world(&self) -> MutexGuard<'_, World> {
-        self.world.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.world
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Binds and serves in the background; returns the base URL.
@@ -68,10 +72,19 @@ impl Sandbox {
     }
 
     /// Registers a client of one provider with its exact redirect URIs.
-    pub fn register_client(&self, provider: &str, client_id: &str, secret: &str, redirect_uris: Vec<String>) {
+    pub fn register_client(
+        &self,
+        provider: &str,
+        client_id: &str,
+        secret: &str,
+        redirect_uris: Vec<String>,
+    ) {
         self.world().clients.insert(
             (provider.into(), client_id.into()),
-            world::ClientRegistration { secret: secret.into(), redirect_uris },
+            world::ClientRegistration {
+                secret: secret.into(),
+                redirect_uris,
+            },
         );
     }
 
@@ -84,7 +97,9 @@ impl Sandbox {
     }
 
     pub fn set_profile(&self, provider: &str, login: &str, profile: Profile) {
-        self.world().profiles.insert((provider.into(), login.into()), profile);
+        self.world()
+            .profiles
+            .insert((provider.into(), login.into()), profile);
     }
 
     pub fn revoke_user(&self, provider: &str, login: &str) -> usize {
@@ -101,7 +116,12 @@ impl Sandbox {
 
     /// The most times any single refresh token was presented.
     pub fn max_refresh_token_uses(&self) -> u64 {
-        self.world().refresh_token_uses.values().copied().max().unwrap_or(0)
+        self.world()
+            .refresh_token_uses
+            .values()
+            .copied()
+            .max()
+            .unwrap_or(0)
     }
 
     /// How often a refresh token was presented after it had died.
@@ -139,7 +159,10 @@ struct ClockBody {
     advance_secs: i64,
 }
 
-async fn advance_clock(State(sb): State<Sandbox>, Json(body): Json<ClockBody>) -> Json<serde_json::Value> {
+async fn advance_clock(
+    State(sb): State<Sandbox>,
+    Json(body): Json<ClockBody>,
+) -> Json<serde_json::Value> {
     let w = sb.world();
     w.clock.advance(time::Duration::seconds(body.advance_secs));
     Json(serde_json::json!({ "now": w.clock.now().unix_timestamp() }))
@@ -150,7 +173,10 @@ struct AutoApprove {
     on: bool,
 }
 
-async fn set_auto_approve(State(sb): State<Sandbox>, Json(body): Json<AutoApprove>) -> Json<serde_json::Value> {
+async fn set_auto_approve(
+    State(sb): State<Sandbox>,
+    Json(body): Json<AutoApprove>,
+) -> Json<serde_json::Value> {
     sb.set_auto_approve(body.on);
     Json(serde_json::json!({ "auto_approve": body.on }))
 }
@@ -163,7 +189,10 @@ struct ProfileBody {
     profile: Profile,
 }
 
-async fn set_profile(State(sb): State<Sandbox>, Json(body): Json<ProfileBody>) -> Json<serde_json::Value> {
+async fn set_profile(
+    State(sb): State<Sandbox>,
+    Json(body): Json<ProfileBody>,
+) -> Json<serde_json::Value> {
     sb.set_profile(&body.provider, &body.login, body.profile);
     Json(serde_json::json!({ "ok": true }))
 }
@@ -174,7 +203,10 @@ struct RevokeBody {
     login: String,
 }
 
-async fn revoke_user(State(sb): State<Sandbox>, Json(body): Json<RevokeBody>) -> Json<serde_json::Value> {
+async fn revoke_user(
+    State(sb): State<Sandbox>,
+    Json(body): Json<RevokeBody>,
+) -> Json<serde_json::Value> {
     let revoked = sb.revoke_user(&body.provider, &body.login);
     Json(serde_json::json!({ "revoked": revoked }))
 }

@@ -17,7 +17,11 @@ use super::world::{FaultEffect, FaultTarget, TokenGrant, World, random_hex};
 use super::{Flavor, Sandbox};
 
 fn error(status: StatusCode, code: &str, description: &str) -> Response {
-    (status, axum::Json(json!({ "error": code, "error_description": description }))).into_response()
+    (
+        status,
+        axum::Json(json!({ "error": code, "error_description": description })),
+    )
+        .into_response()
 }
 
 /// Token endpoints accept a form body, or (SmartRecruiters' own example) a JSON object
@@ -38,10 +42,18 @@ fn parse_params(body: &[u8]) -> HashMap<String, String> {
 }
 
 fn basic_credentials(headers: &HeaderMap) -> Option<(String, String)> {
-    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?.strip_prefix("Basic ")?;
+    let value = headers
+        .get(header::AUTHORIZATION)?
+        .to_str()
+        .ok()?
+        .strip_prefix("Basic ")?;
     let decoded = String::from_utf8(STANDARD.decode(value).ok()?).ok()?;
     let (id, secret) = decoded.split_once(':')?;
-    let dec = |s: &str| url::form_urlencoded::parse(format!("x={s}").as_bytes()).next().map(|(_, v)| v.into_owned());
+    let dec = |s: &str| {
+        url::form_urlencoded::parse(format!("x={s}").as_bytes())
+            .next()
+            .map(|(_, v)| v.into_owned())
+    };
     Some((dec(id)?, dec(secret)?))
 }
 
@@ -53,10 +65,22 @@ pub async fn token(
 ) -> Response {
     let params = parse_params(&body);
     let grant_type = params.get("grant_type").cloned().unwrap_or_default();
-    let target = if grant_type == "refresh_token" { FaultTarget::Refresh } else { FaultTarget::Exchange };
+    let target = if grant_type == "refresh_token" {
+        FaultTarget::Refresh
+    } else {
+        FaultTarget::Exchange
+    };
     let fault = {
         let mut w = sb.world();
-        w.count(format!("{}.token.{}", flavor.key(), if grant_type.is_empty() { "none" } else { &grant_type }));
+        w.count(format!(
+            "{}.token.{}",
+            flavor.key(),
+            if grant_type.is_empty() {
+                "none"
+            } else {
+                &grant_type
+            }
+        ));
         for key in ["code", "refresh_token", "code_verifier"] {
             if let Some(v) = params.get(key) {
                 w.remember(v);
@@ -84,9 +108,15 @@ pub async fn token(
                     g.alive = false;
                 }
             }
-            return error(StatusCode::BAD_REQUEST, "invalid_grant", "the grant is no longer valid");
+            return error(
+                StatusCode::BAD_REQUEST,
+                "invalid_grant",
+                "the grant is no longer valid",
+            );
         }
-        Some(FaultEffect::EmptyOk) => return (StatusCode::OK, axum::Json(json!({}))).into_response(),
+        Some(FaultEffect::EmptyOk) => {
+            return (StatusCode::OK, axum::Json(json!({}))).into_response();
+        }
         Some(FaultEffect::DropResponse { hang_ms }) => hang = Some(Duration::from_millis(hang_ms)),
         None => {}
     }
@@ -97,7 +127,11 @@ pub async fn token(
             Ok(client_id) => match grant_type.as_str() {
                 "authorization_code" => exchange(&mut w, flavor, &client_id, &params),
                 "refresh_token" => refresh(&mut w, flavor, &client_id, &params),
-                _ => error(StatusCode::BAD_REQUEST, "unsupported_grant_type", "unsupported grant_type"),
+                _ => error(
+                    StatusCode::BAD_REQUEST,
+                    "unsupported_grant_type",
+                    "unsupported grant_type",
+                ),
             },
         }
     };
@@ -108,7 +142,12 @@ pub async fn token(
     response
 }
 
-fn authenticate(w: &World, flavor: Flavor, params: &HashMap<String, String>, headers: &HeaderMap) -> Result<String, Response> {
+fn authenticate(
+    w: &World,
+    flavor: Flavor,
+    params: &HashMap<String, String>,
+    headers: &HeaderMap,
+) -> Result<String, Response> {
     let (id, secret) = match basic_credentials(headers) {
         Some(pair) => pair,
         None => (
@@ -118,18 +157,31 @@ fn authenticate(w: &World, flavor: Flavor, params: &HashMap<String, String>, hea
     };
     match w.clients.get(&(flavor.key().to_string(), id.clone())) {
         Some(reg) if reg.secret == secret => Ok(id),
-        _ => Err(error(StatusCode::UNAUTHORIZED, "invalid_client", "client authentication failed")),
+        _ => Err(error(
+            StatusCode::UNAUTHORIZED,
+            "invalid_client",
+            "client authentication failed",
+        )),
     }
 }
 
-fn exchange(w: &mut World, flavor: Flavor, client_id: &str, params: &HashMap<String, String>) -> Response {
+fn exchange(
+    w: &mut World,
+    flavor: Flavor,
+    client_id: &str,
+    params: &HashMap<String, String>,
+) -> Response {
     let now = w.clock.now();
     let code = params.get("code").cloned().unwrap_or_default();
     let Some(grant) = w.codes.get_mut(&code) else {
         return error(StatusCode::BAD_REQUEST, "invalid_grant", "unknown code");
     };
     if grant.used {
-        return error(StatusCode::BAD_REQUEST, "invalid_grant", "code already used");
+        return error(
+            StatusCode::BAD_REQUEST,
+            "invalid_grant",
+            "code already used",
+        );
     }
     grant.used = true;
     let grant = grant.clone();
@@ -138,37 +190,70 @@ fn exchange(w: &mut World, flavor: Flavor, client_id: &str, params: &HashMap<Str
         return error(StatusCode::BAD_REQUEST, "invalid_grant", "code expired");
     }
     if grant.client_id != client_id || grant.provider != flavor.key() {
-        return error(StatusCode::BAD_REQUEST, "invalid_grant", "code was issued to another client");
+        return error(
+            StatusCode::BAD_REQUEST,
+            "invalid_grant",
+            "code was issued to another client",
+        );
     }
     if flavor == Flavor::OAuth2 && params.get("redirect_uri") != Some(&grant.redirect_uri) {
-        return error(StatusCode::BAD_REQUEST, "invalid_grant", "redirect_uri mismatch");
+        return error(
+            StatusCode::BAD_REQUEST,
+            "invalid_grant",
+            "redirect_uri mismatch",
+        );
     }
     if let Some(challenge) = &grant.challenge {
         let verifier = params.get("code_verifier").cloned().unwrap_or_default();
         if URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes())) != *challenge {
-            return error(StatusCode::BAD_REQUEST, "invalid_grant", "PKCE verification failed");
+            return error(
+                StatusCode::BAD_REQUEST,
+                "invalid_grant",
+                "PKCE verification failed",
+            );
         }
     }
     w.count(format!("{}.exchanged", flavor.key()));
     issue(w, flavor, client_id, &grant.login, &grant.scope, true)
 }
 
-fn refresh(w: &mut World, flavor: Flavor, client_id: &str, params: &HashMap<String, String>) -> Response {
+fn refresh(
+    w: &mut World,
+    flavor: Flavor,
+    client_id: &str,
+    params: &HashMap<String, String>,
+) -> Response {
     let now = w.clock.now();
     let token = params.get("refresh_token").cloned().unwrap_or_default();
     *w.refresh_token_uses.entry(token.clone()).or_default() += 1;
     let Some(grant) = w.refresh_tokens.get(&token).cloned() else {
-        return error(StatusCode::BAD_REQUEST, "invalid_grant", "unknown refresh token");
+        return error(
+            StatusCode::BAD_REQUEST,
+            "invalid_grant",
+            "unknown refresh token",
+        );
     };
     if !grant.alive {
         w.dead_refresh_token_uses += 1;
-        return error(StatusCode::BAD_REQUEST, "invalid_grant", "refresh token is no longer valid");
+        return error(
+            StatusCode::BAD_REQUEST,
+            "invalid_grant",
+            "refresh token is no longer valid",
+        );
     }
     if grant.client_id != client_id {
-        return error(StatusCode::BAD_REQUEST, "invalid_grant", "refresh token was issued to another client");
+        return error(
+            StatusCode::BAD_REQUEST,
+            "invalid_grant",
+            "refresh token was issued to another client",
+        );
     }
     if now > grant.expires_at {
-        return error(StatusCode::BAD_REQUEST, "invalid_grant", "refresh token expired");
+        return error(
+            StatusCode::BAD_REQUEST,
+            "invalid_grant",
+            "refresh token expired",
+        );
     }
     // Rotation: the old refresh token dies the moment a new one is issued.
     if let Some(g) = w.refresh_tokens.get_mut(&token) {
@@ -178,7 +263,14 @@ fn refresh(w: &mut World, flavor: Flavor, client_id: &str, params: &HashMap<Stri
     issue(w, flavor, client_id, &grant.login, &grant.scope, false)
 }
 
-fn issue(w: &mut World, flavor: Flavor, client_id: &str, login: &str, scope: &str, first: bool) -> Response {
+fn issue(
+    w: &mut World,
+    flavor: Flavor,
+    client_id: &str,
+    login: &str,
+    scope: &str,
+    first: bool,
+) -> Response {
     let now = w.clock.now();
     let access = random_hex(16);
     let refresh = random_hex(20);
@@ -193,22 +285,39 @@ fn issue(w: &mut World, flavor: Flavor, client_id: &str, login: &str, scope: &st
         alive: true,
     };
     w.access_tokens.insert(access.clone(), base.clone());
-    w.refresh_tokens.insert(refresh.clone(), TokenGrant { expires_at: now + flavor.refresh_ttl(), ..base });
+    w.refresh_tokens.insert(
+        refresh.clone(),
+        TokenGrant {
+            expires_at: now + flavor.refresh_ttl(),
+            ..base
+        },
+    );
     let body = match flavor {
         // SmartRecruiters' refresh answer has no token_type (its documented example).
         Flavor::SmartRecruiters if first => json!({
             "token_type": "bearer", "access_token": access, "expires_in": flavor.access_ttl(), "refresh_token": refresh
         }),
-        Flavor::SmartRecruiters => json!({ "access_token": access, "expires_in": flavor.access_ttl(), "refresh_token": refresh }),
+        Flavor::SmartRecruiters => {
+            json!({ "access_token": access, "expires_in": flavor.access_ttl(), "refresh_token": refresh })
+        }
         Flavor::OAuth2 => json!({
             "access_token": access, "token_type": "Bearer", "expires_in": flavor.access_ttl(),
             "refresh_token": refresh, "scope": scope
         }),
     };
-    (StatusCode::OK, [(header::CACHE_CONTROL, "no-store")], axum::Json(body)).into_response()
+    (
+        StatusCode::OK,
+        [(header::CACHE_CONTROL, "no-store")],
+        axum::Json(body),
+    )
+        .into_response()
 }
 
-pub async fn userinfo(State(sb): State<Sandbox>, Extension(flavor): Extension<Flavor>, headers: HeaderMap) -> Response {
+pub async fn userinfo(
+    State(sb): State<Sandbox>,
+    Extension(flavor): Extension<Flavor>,
+    headers: HeaderMap,
+) -> Response {
     let fault = {
         let mut w = sb.world();
         w.count(format!("{}.userinfo", flavor.key()));
@@ -219,7 +328,9 @@ pub async fn userinfo(State(sb): State<Sandbox>, Extension(flavor): Extension<Fl
             tokio::time::sleep(Duration::from_millis(ms)).await
         }
         Some(FaultEffect::Status { status }) => {
-            return StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR).into_response();
+            return StatusCode::from_u16(status)
+                .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+                .into_response();
         }
         Some(_) => return StatusCode::UNAUTHORIZED.into_response(),
         None => {}
@@ -231,8 +342,16 @@ pub async fn userinfo(State(sb): State<Sandbox>, Extension(flavor): Extension<Fl
         .unwrap_or_default();
     let w = sb.world();
     let grant = match w.access_tokens.get(bearer) {
-        Some(g) if g.alive && g.provider == flavor.key() && w.clock.now() <= g.expires_at => g.clone(),
-        _ => return error(StatusCode::UNAUTHORIZED, "invalid_token", "access token is not valid"),
+        Some(g) if g.alive && g.provider == flavor.key() && w.clock.now() <= g.expires_at => {
+            g.clone()
+        }
+        _ => {
+            return error(
+                StatusCode::UNAUTHORIZED,
+                "invalid_token",
+                "access token is not valid",
+            );
+        }
     };
     let p = w.profile(flavor.key(), &grant.login);
     let body = match flavor {
@@ -248,7 +367,12 @@ pub async fn userinfo(State(sb): State<Sandbox>, Extension(flavor): Extension<Fl
 }
 
 /// RFC 7009: always 200, whether or not the token was known.
-pub async fn revoke(State(sb): State<Sandbox>, Extension(flavor): Extension<Flavor>, headers: HeaderMap, body: Bytes) -> Response {
+pub async fn revoke(
+    State(sb): State<Sandbox>,
+    Extension(flavor): Extension<Flavor>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let params = parse_params(&body);
     let mut w = sb.world();
     w.count(format!("{}.revoke", flavor.key()));

@@ -147,7 +147,8 @@ impl World {
         let matches = |f: &Fault| {
             f.provider == provider
                 && (f.target == target
-                    || (f.target == FaultTarget::Token && matches!(target, FaultTarget::Exchange | FaultTarget::Refresh)))
+                    || (f.target == FaultTarget::Token
+                        && matches!(target, FaultTarget::Exchange | FaultTarget::Refresh)))
         };
         let index = self.faults.iter().position(matches)?;
         let fault = &mut self.faults[index];
@@ -160,19 +161,30 @@ impl World {
     }
 
     pub fn profile(&self, provider: &str, login: &str) -> Profile {
-        if let Some(p) = self.profiles.get(&(provider.to_string(), login.to_string())) {
+        if let Some(p) = self
+            .profiles
+            .get(&(provider.to_string(), login.to_string()))
+        {
             return p.clone();
         }
         let digest = Sha256::digest(format!("{provider}/{login}").as_bytes());
         let id: String = digest.iter().take(6).map(|b| format!("{b:02x}")).collect();
         let local = login.split('@').next().unwrap_or(login);
-        let mut first = local.split(['.', '_', '-']).next().unwrap_or(local).to_string();
+        let mut first = local
+            .split(['.', '_', '-'])
+            .next()
+            .unwrap_or(local)
+            .to_string();
         if let Some(c) = first.get_mut(0..1) {
             c.make_ascii_uppercase();
         }
         Profile {
             id: format!("u{id}"),
-            email: if login.contains('@') { login.to_string() } else { format!("{login}@example.com") },
+            email: if login.contains('@') {
+                login.to_string()
+            } else {
+                format!("{login}@example.com")
+            },
             first_name: first,
             last_name: "Sandbox".into(),
         }
@@ -181,7 +193,11 @@ impl World {
     /// Ends every grant of one upstream user, as when an account is deleted upstream.
     pub fn revoke_user(&mut self, provider: &str, login: &str) -> usize {
         let mut n = 0;
-        for grant in self.refresh_tokens.values_mut().chain(self.access_tokens.values_mut()) {
+        for grant in self
+            .refresh_tokens
+            .values_mut()
+            .chain(self.access_tokens.values_mut())
+        {
             if grant.provider == provider && grant.login == login && grant.alive {
                 grant.alive = false;
                 n += 1;

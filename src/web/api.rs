@@ -17,7 +17,10 @@ use crate::error::{ApiError, ApiResult, AppError};
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/connect-links", post(create_connect_link))
-        .route("/end-users/{external_id}/connections", get(list_connections))
+        .route(
+            "/end-users/{external_id}/connections",
+            get(list_connections),
+        )
         .fallback(|| async { ApiError(AppError::NotFound) })
 }
 
@@ -27,7 +30,10 @@ pub struct ApiKey(pub Uuid);
 impl FromRequestParts<AppState> for ApiKey {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, app: &AppState) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(
+        parts: &mut Parts,
+        app: &AppState,
+    ) -> Result<Self, Self::Rejection> {
         let presented = parts
             .headers
             .get(axum::http::header::AUTHORIZATION)
@@ -65,30 +71,60 @@ async fn create_connect_link(
     _key: ApiKey,
     body: Result<Json<ConnectLinkRequest>, axum::extract::rejection::JsonRejection>,
 ) -> ApiResult<(StatusCode, Json<ConnectLinkResponse>)> {
-    let Json(req) = body.map_err(|e| AppError::BadRequest(format!("invalid request body: {}", e.body_text())))?;
+    let Json(req) =
+        body.map_err(|e| AppError::BadRequest(format!("invalid request body: {}", e.body_text())))?;
     let (url, expires_at) = create_link_for(&app, &req.end_user).await?;
-    Ok((StatusCode::CREATED, Json(ConnectLinkResponse { url, expires_at })))
+    Ok((
+        StatusCode::CREATED,
+        Json(ConnectLinkResponse { url, expires_at }),
+    ))
 }
 
 /// Creates (or updates) the end user and a fresh connect link; shared with the CLI.
-pub async fn create_link_for(app: &AppState, input: &EndUserInput) -> Result<(String, OffsetDateTime), AppError> {
+pub async fn create_link_for(
+    app: &AppState,
+    input: &EndUserInput,
+) -> Result<(String, OffsetDateTime), AppError> {
     validate_text("end_user.external_id", Some(&input.external_id), 1, 200)?;
     validate_text("end_user.email", input.email.as_deref(), 3, 320)?;
     validate_text("end_user.name", input.name.as_deref(), 1, 200)?;
     let token = crypto::random_token()?;
     let expires_at = app.clock.now() + time::Duration::hours(app.settings.links.connect_link_hours);
     let mut tx = app.pool.begin().await?;
-    let end_user_id = db::end_users::upsert(&mut tx, &input.external_id, input.email.as_deref(), input.name.as_deref()).await?;
-    db::links::create(&mut tx, &crypto::token_hash(&token), "connect", end_user_id, None, expires_at).await?;
+    let end_user_id = db::end_users::upsert(
+        &mut tx,
+        &input.external_id,
+        input.email.as_deref(),
+        input.name.as_deref(),
+    )
+    .await?;
+    db::links::create(
+        &mut tx,
+        &crypto::token_hash(&token),
+        "connect",
+        end_user_id,
+        None,
+        expires_at,
+    )
+    .await?;
     tx.commit().await?;
-    Ok((format!("{}/c/{token}", app.settings.public_base()), expires_at))
+    Ok((
+        format!("{}/c/{token}", app.settings.public_base()),
+        expires_at,
+    ))
 }
 
 fn validate_text(field: &str, value: Option<&str>, min: usize, max: usize) -> Result<(), AppError> {
     match value {
-        Some(v) if v.chars().count() < min || v.chars().count() > max || v.chars().any(char::is_control) => Err(
-            AppError::BadRequest(format!("{field} must be {min} to {max} characters without control characters")),
-        ),
+        Some(v)
+            if v.chars().count() < min
+                || v.chars().count() > max
+                || v.chars().any(char::is_control) =>
+        {
+            Err(AppError::BadRequest(format!(
+                "{field} must be {min} to {max} characters without control characters"
+            )))
+        }
         _ => Ok(()),
     }
 }
@@ -133,7 +169,9 @@ async fn list_connections(
     Path(external_id): Path<String>,
 ) -> ApiResult<Json<Vec<ConnectionView>>> {
     let mut conn = app.pool.acquire().await?;
-    let user = db::end_users::find_by_external_id(&mut conn, &external_id).await?.ok_or(AppError::NotFound)?;
+    let user = db::end_users::find_by_external_id(&mut conn, &external_id)
+        .await?
+        .ok_or(AppError::NotFound)?;
     let list = db::connections::list_for_end_user(&mut conn, user.id).await?;
     Ok(Json(list.into_iter().map(ConnectionView::from).collect()))
 }

@@ -1,11 +1,11 @@
 //! `GET /oauth/{provider}/callback`: state first, then the code exchange at once, then
 //! who-am-I, then one transaction that stores the sealed grant.
 
+use axum::Router;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
-use axum::Router;
 use secrecy::{ExposeSecret, SecretString};
 use tower_sessions::Session;
 
@@ -31,10 +31,20 @@ async fn callback(
     Path(provider_id): Path<String>,
     RawQuery(query): RawQuery,
 ) -> AppResult<Response> {
-    let params = CallbackParams::parse(query.as_deref()).map_err(|e| AppError::BadRequest(format!("The provider's answer was malformed: {e}.")))?;
-    let provider = app.settings.provider(&provider_id).ok_or(AppError::NotFound)?;
-    let state = params.get("state").filter(|s| !s.is_empty()).ok_or_else(|| AppError::BadRequest(STALE.into()))?;
-    let user: EndUserSession = session.get("end_user").await?.ok_or_else(|| AppError::BadRequest(STALE.into()))?;
+    let params = CallbackParams::parse(query.as_deref())
+        .map_err(|e| AppError::BadRequest(format!("The provider's answer was malformed: {e}.")))?;
+    let provider = app
+        .settings
+        .provider(&provider_id)
+        .ok_or(AppError::NotFound)?;
+    let state = params
+        .get("state")
+        .filter(|s| !s.is_empty())
+        .ok_or_else(|| AppError::BadRequest(STALE.into()))?;
+    let user: EndUserSession = session
+        .get("end_user")
+        .await?
+        .ok_or_else(|| AppError::BadRequest(STALE.into()))?;
 
     // The state is consumed here, whatever happens next: a callback works once.
     let state_hash = crypto::token_hash(state);
@@ -43,31 +53,50 @@ async fn callback(
         db::pending::take(&mut conn, &state_hash, &user.binding_hash()).await?
     }
     .ok_or_else(|| AppError::BadRequest(STALE.into()))?;
-    if pending.provider != provider.id || pending.end_user_id != user.end_user_id || pending.expires_at <= app.clock.now() {
+    if pending.provider != provider.id
+        || pending.end_user_id != user.end_user_id
+        || pending.expires_at <= app.clock.now()
+    {
         return Err(AppError::BadRequest(STALE.into()));
     }
     // RFC 9207: where the provider names itself, it must be the one we configured.
     if let (Some(expected), Some(iss)) = (&provider.issuer, params.get("iss")) {
         if expected != iss {
             tracing::warn!(provider = %provider.id, "callback issuer mismatch");
-            return Err(AppError::BadRequest("The answer came from an unexpected issuer. Nothing was changed.".into()));
+            return Err(AppError::BadRequest(
+                "The answer came from an unexpected issuer. Nothing was changed.".into(),
+            ));
         }
     }
     let code = match (params.get("code"), params.get("error")) {
         (Some(code), None) if !code.is_empty() => code,
-        (None, Some(error)) => return Ok(declined(provider, error, params.get("error_description"))),
-        _ => return Err(AppError::BadRequest("The provider's answer was not understood. Nothing was changed.".into())),
+        (None, Some(error)) => {
+            return Ok(declined(provider, error, params.get("error_description")));
+        }
+        _ => {
+            return Err(AppError::BadRequest(
+                "The provider's answer was not understood. Nothing was changed.".into(),
+            ));
+        }
     };
 
     let verifier = match &pending.pkce_verifier {
         Some(sealed) => Some(app.settings.keys.open_string(
             sealed,
-            SealedAt { table: "pending_authorizations", column: "pkce_verifier", row: &state_hash },
+            SealedAt {
+                table: "pending_authorizations",
+                column: "pkce_verifier",
+                row: &state_hash,
+            },
         )?),
         None => None,
     };
     let redirect_uri = app.settings.redirect_uri(&provider.id);
-    let grant = Grant::Code { code, redirect_uri: &redirect_uri, verifier: verifier.as_deref() };
+    let grant = Grant::Code {
+        code,
+        redirect_uri: &redirect_uri,
+        verifier: verifier.as_deref(),
+    };
     let tokens = token::request(&app.http, provider, grant, app.clock.now())
         .await
         .map_err(|e| upstream_failure(provider, "code exchange", e))?;
@@ -89,7 +118,10 @@ async fn callback(
 
 fn upstream_failure(provider: &Provider, step: &str, e: TokenError) -> AppError {
     tracing::warn!(provider = %provider.id, step, error = %e, "connection not completed");
-    AppError::Upstream { provider: provider.display_name.clone(), error: e }
+    AppError::Upstream {
+        provider: provider.display_name.clone(),
+        error: e,
+    }
 }
 
 /// The user declined, or the provider reported an error: say so, escaped, change nothing.
@@ -100,21 +132,47 @@ fn declined(provider: &Provider, error: &str, description: Option<&str>) -> Resp
         "{} did not grant access, so nothing was connected or changed. The provider said: “{}”.",
         provider.display_name, detail
     );
-    ErrorPage { title: "Connection not completed", message: &message, retry_href: Some("/connect") }.response(StatusCode::OK)
+    ErrorPage {
+        title: "Connection not completed",
+        message: &message,
+        retry_href: Some("/connect"),
+    }
+    .response(StatusCode::OK)
 }
 
 /// Seals the grant for its row and stores it, with its event, in one transaction.
-async fn store(app: &AppState, provider: &Provider, end_user_id: uuid::Uuid, tokens: &TokenSet, account: &Account) -> AppResult<()> {
+async fn store(
+    app: &AppState,
+    provider: &Provider,
+    end_user_id: uuid::Uuid,
+    tokens: &TokenSet,
+    account: &Account,
+) -> AppResult<()> {
     let now = app.clock.now();
     let mut tx = app.pool.begin().await?;
-    let (id, previous_account, created) = db::connections::claim_row(&mut tx, end_user_id, &provider.id).await?;
+    let (id, previous_account, created) =
+        db::connections::claim_row(&mut tx, end_user_id, &provider.id).await?;
     let row = id.as_bytes();
     let seal = |column: &'static str, value: &SecretString| {
-        app.settings.keys.seal(value.expose_secret().as_bytes(), SealedAt { table: "connections", column, row })
+        app.settings.keys.seal(
+            value.expose_secret().as_bytes(),
+            SealedAt {
+                table: "connections",
+                column,
+                row,
+            },
+        )
     };
     let access = seal("access_token", &tokens.access_token)?;
-    let refresh = tokens.refresh_token.as_ref().map(|r| seal("refresh_token", r)).transpose()?;
-    let refresh_expires_at = provider.refresh_token_lifetime.filter(|_| refresh.is_some()).map(|life| now + life);
+    let refresh = tokens
+        .refresh_token
+        .as_ref()
+        .map(|r| seal("refresh_token", r))
+        .transpose()?;
+    let refresh_expires_at = provider
+        .refresh_token_lifetime
+        .filter(|_| refresh.is_some())
+        .map(|life| now + life);
     // Single-use refresh tokens are renewed by the background refresher before they lapse.
     let next_refresh_at = refresh_expires_at.map(|at| at - time::Duration::days(2));
     db::connections::store_grant(
@@ -123,7 +181,10 @@ async fn store(app: &AppState, provider: &Provider, end_user_id: uuid::Uuid, tok
             id,
             account_id: account.id.as_deref(),
             account_label: account.label.as_deref(),
-            scopes: tokens.scope.as_deref().or(provider.scope_param().as_deref()),
+            scopes: tokens
+                .scope
+                .as_deref()
+                .or(provider.scope_param().as_deref()),
             metadata: serde_json::json!({}),
             access_token: &access,
             refresh_token: refresh.as_deref(),
@@ -136,8 +197,19 @@ async fn store(app: &AppState, provider: &Provider, end_user_id: uuid::Uuid, tok
     .await?;
     let kind = if created { "connected" } else { "reconnected" };
     db::events::record(&mut tx, id, kind, None, "end_user", now).await?;
-    if !created && previous_account.is_some() && previous_account.as_deref() != account.id.as_deref() {
-        db::events::record(&mut tx, id, "account_changed", Some("a different upstream account was connected"), "end_user", now).await?;
+    if !created
+        && previous_account.is_some()
+        && previous_account.as_deref() != account.id.as_deref()
+    {
+        db::events::record(
+            &mut tx,
+            id,
+            "account_changed",
+            Some("a different upstream account was connected"),
+            "end_user",
+            now,
+        )
+        .await?;
     }
     tx.commit().await?;
     Ok(())

@@ -29,18 +29,27 @@ pub fn router() -> Router<AppState> {
 }
 
 /// `GET /c/{token}`: binds this browser to the link's end user, then shows the page.
-async fn open_link(State(app): State<AppState>, session: Session, Path(token): Path<String>) -> AppResult<Response> {
-    let invalid = || AppError::BadRequest("This connect link is not valid. Ask for a new one.".into());
+async fn open_link(
+    State(app): State<AppState>,
+    session: Session,
+    Path(token): Path<String>,
+) -> AppResult<Response> {
+    let invalid =
+        || AppError::BadRequest("This connect link is not valid. Ask for a new one.".into());
     if token.len() > 128 {
         return Err(invalid());
     }
     let mut conn = app.pool.acquire().await?;
-    let link = db::links::find(&mut conn, &crypto::token_hash(&token)).await?.ok_or_else(invalid)?;
+    let link = db::links::find(&mut conn, &crypto::token_hash(&token))
+        .await?
+        .ok_or_else(invalid)?;
     if link.kind != "connect" {
         return Err(invalid());
     }
     if link.expires_at <= app.clock.now() {
-        return Err(AppError::BadRequest("This connect link has expired. Ask for a new one.".into()));
+        return Err(AppError::BadRequest(
+            "This connect link has expired. Ask for a new one.".into(),
+        ));
     }
     drop(conn);
     session::bind(&session, link.end_user_id).await?;
@@ -78,7 +87,9 @@ async fn connect_page(
     Query(query): Query<PageQuery>,
 ) -> AppResult<ConnectPage> {
     let mut conn = app.pool.acquire().await?;
-    let end_user = db::end_users::get(&mut conn, user.end_user_id).await?.ok_or(AppError::NoSession)?;
+    let end_user = db::end_users::get(&mut conn, user.end_user_id)
+        .await?
+        .ok_or(AppError::NoSession)?;
     let connections = db::connections::list_for_end_user(&mut conn, user.end_user_id).await?;
     let cards = app
         .settings
@@ -89,7 +100,11 @@ async fn connect_page(
             let (status, status_label, action) = match existing.map(|c| c.status.as_str()) {
                 None | Some("revoked") => ("none", "Not connected", "Connect"),
                 Some("needs_reconnect") => ("broken", "Needs reconnect", "Reconnect"),
-                Some("degraded") => ("degraded", "Connected (provider having trouble)", "Reconnect"),
+                Some("degraded") => (
+                    "degraded",
+                    "Connected (provider having trouble)",
+                    "Reconnect",
+                ),
                 Some(_) => ("ok", "Connected", "Reconnect"),
             };
             Card {
@@ -104,11 +119,16 @@ async fn connect_page(
             }
         })
         .collect();
-    let notice = query
-        .connected
-        .and_then(|id| app.settings.provider(&id).map(|p| format!("{} is connected.", p.display_name)));
+    let notice = query.connected.and_then(|id| {
+        app.settings
+            .provider(&id)
+            .map(|p| format!("{} is connected.", p.display_name))
+    });
     Ok(ConnectPage {
-        user_label: end_user.display_name.or(end_user.email).unwrap_or(end_user.external_id),
+        user_label: end_user
+            .display_name
+            .or(end_user.email)
+            .unwrap_or(end_user.external_id),
         cards,
         csrf: user.csrf.clone(),
         notice,
@@ -132,22 +152,39 @@ async fn start(
 ) -> AppResult<Response> {
     refuse_cross_site(&headers)?;
     if !user.csrf_matches(&form.csrf) {
-        return Err(AppError::Forbidden("This form has expired. Go back, reload the page and try again.".into()));
+        return Err(AppError::Forbidden(
+            "This form has expired. Go back, reload the page and try again.".into(),
+        ));
     }
-    let provider = app.settings.provider(&provider_id).ok_or(AppError::NotFound)?;
+    let provider = app
+        .settings
+        .provider(&provider_id)
+        .ok_or(AppError::NotFound)?;
     let return_to = match form.return_to.as_deref().filter(|r| !r.is_empty()) {
         None => None,
         Some(r) if is_relative_path(r) => Some(r.to_string()),
-        Some(_) => return Err(AppError::BadRequest("The return address must be a path on this site.".into())),
+        Some(_) => {
+            return Err(AppError::BadRequest(
+                "The return address must be a path on this site.".into(),
+            ));
+        }
     };
 
     let state = crypto::random_token()?;
     let state_hash = crypto::token_hash(&state);
-    let pkce = if provider.pkce { Some(crypto::pkce_pair()?) } else { None };
+    let pkce = if provider.pkce {
+        Some(crypto::pkce_pair()?)
+    } else {
+        None
+    };
     let sealed_verifier = match &pkce {
         Some((verifier, _)) => Some(app.settings.keys.seal(
             verifier.as_bytes(),
-            SealedAt { table: "pending_authorizations", column: "pkce_verifier", row: &state_hash },
+            SealedAt {
+                table: "pending_authorizations",
+                column: "pkce_verifier",
+                row: &state_hash,
+            },
         )?),
         None => None,
     };
@@ -185,7 +222,9 @@ async fn start(
 /// with a valid token.
 fn refuse_cross_site(headers: &HeaderMap) -> AppResult<()> {
     if headers.get("sec-fetch-site").and_then(|v| v.to_str().ok()) == Some("cross-site") {
-        return Err(AppError::Forbidden("Cross-site requests are not allowed.".into()));
+        return Err(AppError::Forbidden(
+            "Cross-site requests are not allowed.".into(),
+        ));
     }
     Ok(())
 }
@@ -208,7 +247,15 @@ mod tests {
     fn return_paths() {
         assert!(is_relative_path("/connect"));
         assert!(is_relative_path("/connect?x=1"));
-        for bad in ["//evil.example", "/\\evil.example", "https://evil.example", "evil", "/a\\b", "/a\nb", ""] {
+        for bad in [
+            "//evil.example",
+            "/\\evil.example",
+            "https://evil.example",
+            "evil",
+            "/a\\b",
+            "/a\nb",
+            "",
+        ] {
             assert!(!is_relative_path(bad), "{bad:?}");
         }
     }

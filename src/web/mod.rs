@@ -30,7 +30,9 @@ pub fn router(state: AppState, store: PostgresStore) -> Router {
         .with_http_only(true)
         .with_same_site(SameSite::Lax)
         .with_secure(state.settings.secure_cookies())
-        .with_expiry(Expiry::OnInactivity(time::Duration::hours(state.settings.server.session_hours)));
+        .with_expiry(Expiry::OnInactivity(time::Duration::hours(
+            state.settings.server.session_hours,
+        )));
 
     let pages = Router::new()
         .merge(connect::router())
@@ -46,10 +48,14 @@ pub fn router(state: AppState, store: PostgresStore) -> Router {
         .layer(RequestBodyLimitLayer::new(64 * 1024))
         .with_state(state);
     with_security_headers(app).layer(TraceLayer::new_for_http().make_span_with(|req: &Request| {
-            // The route template only: raw paths and queries carry links, codes and states.
-            let route = req.extensions().get::<MatchedPath>().map(MatchedPath::as_str).unwrap_or("unmatched");
-            tracing::info_span!("request", method = %req.method(), route)
-        }))
+        // The route template only: raw paths and queries carry links, codes and states.
+        let route = req
+            .extensions()
+            .get::<MatchedPath>()
+            .map(MatchedPath::as_str)
+            .unwrap_or("unmatched");
+        tracing::info_span!("request", method = %req.method(), route)
+    }))
 }
 
 /// Headers every response carries unless its handler set them.
@@ -63,7 +69,10 @@ fn with_security_headers(router: Router) -> Router {
         (header::CONTENT_SECURITY_POLICY, CSP),
     ];
     headers.into_iter().fold(router, |router, (name, value)| {
-        router.layer(SetResponseHeaderLayer::if_not_present(name, HeaderValue::from_static(value)))
+        router.layer(SetResponseHeaderLayer::if_not_present(
+            name,
+            HeaderValue::from_static(value),
+        ))
     })
 }
 

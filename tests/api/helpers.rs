@@ -1,0 +1,251 @@
+use std::collections::HashMap;
+use std::io::Write;
+use std::sync::{Arc, Mutex, OnceLock};
+
+use keyhaven::sandbox::Sandbox;
+use keyhaven::{AppState, Application, Clock};
+use reqwest::StatusCode;
+use sqlx::PgPool;
+use tokio::net::TcpListener;
+use url::Url;
+
+pub const CLIENT_SECRET: &str = "sentinel-client-secret-0f9e8d7c";
+
+/// Every log line of the test binary, at trace level.
+static LOGS: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
+
+struct Capture(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Capture {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+fn init_logs() {
+    LOGS.get_or_init(|| {
+        let buf = Arc::new(Mutex::new(Vec::new()));
+        let writer = buf.clone();
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new("trace"))
+            .with_ansi(false)
+            .with_writer(move || Capture(writer.clone()))
+            .try_init();
+        buf
+    });
+}
+
+pub fn captured_logs() -> String {
+    let buf = LOGS
+        .get()
+        .expect("logs initialised")
+        .lock()
+        .unwrap_or_else(|p| p.into_inner());
+    String::from_utf8_lossy(&buf).into_owned()
+}
+
+pub fn base_database_url() -> String {
+    std::env::var("TEST_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into())
+}
+
+/// A fresh, empty database for one test.
+pub async fn fresh_database() -> String {
+    let name = format!("keyhaven_test_{}", uuid::Uuid::new_v4().simple());
+    let admin = PgPool::connect(&format!("{}/postgres", base_database_url()))
+        .await
+        .expect("postgres is running");
+    sqlx::query(&format!("CREATE DATABASE {name}"))
+        .execute(&admin)
+        .await
+        .expect("create database");
+    admin.close().await;
+    format!("{}/{name}", base_database_url())
+}
+
+pub struct TestApp {
+    pub url: String,
+    pub sandbox: Sandbox,
+    pub sandbox_url: String,
+    pub clock: Clock,
+    pub state: AppState,
+    pub database_url: String,
+}
+
+pub struct Options {
+    pub http_timeout_secs: u64,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            http_timeout_secs: 10,
+        }
+    }
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(Options::default()).await
+}
+
+pub async fn spawn_app_with(options: Options) -> TestApp {
+    init_logs();
+    let clock = Clock::default();
+    let sandbox = Sandbox::new(clock.clone());
+    let sandbox_url = sandbox.spawn("127.0.0.1:0".parse().unwrap()).await.unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let url = format!("http://127.0.0.1:{}", addr.port());
+    let database_url = fresh_database().await;
+    let keys = keyhaven::crypto::KeyRing::generate_entry("test").unwrap();
+    let mut settings = keyhaven::cli::sandbox_settings(
+        &url,
+        addr,
+        &sandbox_url,
+        &database_url,
+        &keys,
+        CLIENT_SECRET,
+    )
+    .unwrap();
+    settings.server.http_timeout_secs = options.http_timeout_secs;
+    keyhaven::cli::register_sandbox_clients(&sandbox, &settings, CLIENT_SECRET);
+    let pool = keyhaven::db::connect_and_migrate(&database_url, 10)
+        .await
+        .unwrap();
+    let app = Application::build_on(listener, settings, pool, clock.clone())
+        .await
+        .unwrap();
+    let state = app.state().clone();
+    tokio::spawn(app.run_until(std::future::pending()));
+    TestApp {
+        url,
+        sandbox,
+        sandbox_url,
+        clock,
+        state,
+        database_url,
+    }
+}
+
+/// A browser: its own cookie jar, redirects not followed so every hop is asserted.
+pub fn browser() -> reqwest::Client {
+    reqwest::Client::builder()
+        .cookie_store(true)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+}
+
+pub fn location(response: &reqwest::Response) -> String {
+    response
+        .headers()
+        .get(reqwest::header::LOCATION)
+        .expect("a Location header")
+        .to_str()
+        .unwrap()
+        .to_string()
+}
+
+pub fn query_param(url: &str, key: &str) -> Option<String> {
+    Url::parse(url)
+        .unwrap()
+        .query_pairs()
+        .find(|(k, _)| k == key)
+        .map(|(_, v)| v.into_owned())
+}
+
+impl TestApp {
+    pub fn pool(&self) -> &PgPool {
+        &self.state.pool
+    }
+
+    pub async fn create_link(&self, external_id: &str) -> String {
+        let input = keyhaven::web::api::EndUserInput {
+            external_id: external_id.into(),
+            email: Some(format!("{external_id}@example.com")),
+            name: Some(format!("User {external_id}")),
+        };
+        keyhaven::web::api::create_link_for(&self.state, &input)
+            .await
+            .unwrap()
+            .0
+    }
+
+    /// A browser bound to a new end user through a connect link.
+    pub async fn user_browser(&self, external_id: &str) -> reqwest::Client {
+        let browser = browser();
+        let link = self.create_link(external_id).await;
+        let r = browser.get(&link).send().await.unwrap();
+        assert_eq!(r.status(), StatusCode::SEE_OTHER);
+        browser
+    }
+
+    pub async fn csrf(&self, browser: &reqwest::Client) -> String {
+        let page = browser
+            .get(format!("{}/connect", self.url))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let marker = "name=\"csrf\" value=\"";
+        let start = page.find(marker).expect("csrf field") + marker.len();
+        page[start..].split('"').next().unwrap().to_string()
+    }
+
+    /// Starts a flow; returns the provider's authorize URL.
+    pub async fn start(&self, browser: &reqwest::Client, provider: &str) -> String {
+        let csrf = self.csrf(browser).await;
+        let r = browser
+            .post(format!("{}/connect/{provider}", self.url))
+            .form(&[("csrf", csrf.as_str())])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::SEE_OTHER, "start {provider}");
+        location(&r)
+    }
+
+    /// Answers the sandbox's consent page; returns the callback URL it redirects to.
+    pub async fn decide(&self, authorize_url: &str, decision: &str, login: &str) -> String {
+        let url = Url::parse(authorize_url).unwrap();
+        let mut form: HashMap<String, String> = url.query_pairs().into_owned().collect();
+        form.insert("decision".into(), decision.into());
+        form.insert("login".into(), login.into());
+        let action = format!("{}{}", self.sandbox_url, url.path());
+        let r = browser().post(action).form(&form).send().await.unwrap();
+        assert_eq!(r.status(), StatusCode::FOUND, "sandbox decision");
+        location(&r)
+    }
+
+    pub async fn approve(&self, authorize_url: &str) -> String {
+        self.decide(authorize_url, "approve", "sam.sandbox").await
+    }
+
+    /// A whole flow; returns the callback's response.
+    pub async fn connect(&self, browser: &reqwest::Client, provider: &str) -> reqwest::Response {
+        let authorize = self.start(browser, provider).await;
+        let callback = self.approve(&authorize).await;
+        browser.get(callback).send().await.unwrap()
+    }
+
+    pub async fn connection_count(&self) -> i64 {
+        sqlx::query_scalar::<_, i64>("SELECT count(*) FROM connections")
+            .fetch_one(self.pool())
+            .await
+            .unwrap()
+    }
+
+    pub fn token_calls(&self, provider: &str) -> u64 {
+        self.sandbox
+            .counter(&format!("{provider}.token.authorization_code"))
+    }
+}

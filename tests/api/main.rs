@@ -1,0 +1,12 @@
+//! Integration tests: real HTTP between portal and sandbox, a fresh Postgres database
+//! per test, trace-level logs captured for leak checks.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod api;
+mod callback_input;
+mod config;
+mod connect_flow;
+mod exchange_faults;
+mod helpers;
+mod secrets;
+mod state_csrf;
