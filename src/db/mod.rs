@@ -20,10 +20,10 @@ pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 pub async fn connect_and_migrate(url: &str, max_connections: u32) -> anyhow::Result<PgPool> {
     if !Postgres::database_exists(url).await? {
         // Two instances starting together may both try; losing that race is fine.
-        if let Err(e) = Postgres::create_database(url).await {
-            if !Postgres::database_exists(url).await? {
-                return Err(e.into());
-            }
+        if let Err(e) = Postgres::create_database(url).await
+            && !Postgres::database_exists(url).await?
+        {
+            return Err(e.into());
         }
     }
     let options = PgConnectOptions::from_str(url)?.application_name("keyhaven");

@@ -1,6 +1,10 @@
 //! The authorize endpoint: checks the request as the provider would, shows a consent
 //! page with Approve and Deny (or approves at once in auto-approve mode), and sends the
 //! browser back with a code or an error.
+#![expect(
+    clippy::result_large_err,
+    reason = "handlers return a ready axum Response as the error"
+)]
 
 use std::collections::HashMap;
 use std::time::Instant;

@@ -1,4 +1,8 @@
 //! Token, who-am-I and revocation endpoints, with queued faults applied first.
+#![expect(
+    clippy::result_large_err,
+    reason = "handlers return a ready axum Response as the error"
+)]
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -28,13 +32,13 @@ fn error(status: StatusCode, code: &str, description: &str) -> Response {
 /// under any content type.
 fn parse_params(body: &[u8]) -> HashMap<String, String> {
     let trimmed = body.trim_ascii_start();
-    if trimmed.first() == Some(&b'{') {
-        if let Ok(Value::Object(map)) = serde_json::from_slice::<Value>(trimmed) {
-            return map
-                .into_iter()
-                .filter_map(|(k, v)| v.as_str().map(|s| (k, s.to_string())))
-                .collect();
-        }
+    if trimmed.first() == Some(&b'{')
+        && let Ok(Value::Object(map)) = serde_json::from_slice::<Value>(trimmed)
+    {
+        return map
+            .into_iter()
+            .filter_map(|(k, v)| v.as_str().map(|s| (k, s.to_string())))
+            .collect();
     }
     serde_urlencoded::from_bytes::<Vec<(String, String)>>(body)
         .map(|pairs| pairs.into_iter().collect())
@@ -103,10 +107,10 @@ pub async fn token(
             return response;
         }
         Some(FaultEffect::InvalidGrant) => {
-            if let Some(rt) = params.get("refresh_token") {
-                if let Some(g) = sb.world().refresh_tokens.get_mut(rt) {
-                    g.alive = false;
-                }
+            if let Some(rt) = params.get("refresh_token")
+                && let Some(g) = sb.world().refresh_tokens.get_mut(rt)
+            {
+                g.alive = false;
             }
             return error(
                 StatusCode::BAD_REQUEST,

@@ -60,13 +60,13 @@ async fn callback(
         return Err(AppError::BadRequest(STALE.into()));
     }
     // RFC 9207: where the provider names itself, it must be the one we configured.
-    if let (Some(expected), Some(iss)) = (&provider.issuer, params.get("iss")) {
-        if expected != iss {
-            tracing::warn!(provider = %provider.id, "callback issuer mismatch");
-            return Err(AppError::BadRequest(
-                "The answer came from an unexpected issuer. Nothing was changed.".into(),
-            ));
-        }
+    if let (Some(expected), Some(iss)) = (&provider.issuer, params.get("iss"))
+        && expected != iss
+    {
+        tracing::warn!(provider = %provider.id, "callback issuer mismatch");
+        return Err(AppError::BadRequest(
+            "The answer came from an unexpected issuer. Nothing was changed.".into(),
+        ));
     }
     let code = match (params.get("code"), params.get("error")) {
         (Some(code), None) if !code.is_empty() => code,

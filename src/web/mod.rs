@@ -82,10 +82,10 @@ pub async fn housekeeping(state: AppState, store: PostgresStore) {
     let mut tick = tokio::time::interval(Duration::from_secs(60));
     loop {
         tick.tick().await;
-        if let Ok(mut conn) = state.pool.acquire().await {
-            if let Err(e) = crate::db::pending::delete_expired(&mut conn, state.clock.now()).await {
-                tracing::warn!(error = %e, "could not delete expired authorizations");
-            }
+        if let Ok(mut conn) = state.pool.acquire().await
+            && let Err(e) = crate::db::pending::delete_expired(&mut conn, state.clock.now()).await
+        {
+            tracing::warn!(error = %e, "could not delete expired authorizations");
         }
         if let Err(e) = store.delete_expired().await {
             tracing::warn!(error = %e, "could not delete expired sessions");

@@ -1,4 +1,5 @@
 use reqwest::StatusCode;
+use time::OffsetDateTime;
 
 use crate::helpers::*;
 
@@ -50,8 +51,15 @@ async fn smartrecruiters_full_flow_connects_and_seals_tokens() {
         "{page}"
     );
 
-    let row: (String, Option<String>, Vec<u8>, Option<Vec<u8>>, Option<time::OffsetDateTime>, Option<time::OffsetDateTime>) =
-        sqlx::query_as(
+    type Row = (
+        String,
+        Option<String>,
+        Vec<u8>,
+        Option<Vec<u8>>,
+        Option<OffsetDateTime>,
+        Option<OffsetDateTime>,
+    );
+    let row: Row = sqlx::query_as(
             "SELECT status, account_id, access_token, refresh_token, refresh_expires_at, next_refresh_at FROM connections",
         )
         .fetch_one(app.pool())

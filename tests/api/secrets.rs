@@ -105,11 +105,11 @@ async fn no_secret_appears_in_logs_pages_api_bodies_or_the_database_dump() {
             .await
             .unwrap();
         let text = r.text().await.unwrap();
-        if let Ok(v) = serde_json::from_str::<serde_json::Value>(&text) {
-            if let Some(url) = v.get("url").and_then(|u| u.as_str()) {
-                secrets.push(url.rsplit('/').next().unwrap().to_string());
-                continue;
-            }
+        if let Ok(v) = serde_json::from_str::<serde_json::Value>(&text)
+            && let Some(url) = v.get("url").and_then(|u| u.as_str())
+        {
+            secrets.push(url.rsplit('/').next().unwrap().to_string());
+            continue;
         }
         bodies.push(text);
     }
