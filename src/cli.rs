@@ -295,7 +295,7 @@ async fn demo(
         .await
         .context("starting the sandbox")?;
     let database_url = std::env::var("DATABASE_URL")
-        .unwrap_or_else(|_| config::DEFAULT_DATABASE_URL.replace("/keyhaven", "/keyhaven_demo"));
+        .unwrap_or_else(|_| config::local_database_url("keyhaven_demo"));
     let public_url = format!("http://{listen}");
     let settings = sandbox_settings(
         &public_url,

@@ -47,30 +47,11 @@ pub async fn get(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<Option<Conne
     .await
 }
 
-/// The connection row a new grant goes into, created if missing. Locks the row for the
-/// rest of the transaction; returns its id and the account it held before (if any).
-pub async fn claim_row(
-    conn: &mut PgConnection,
-    end_user_id: Uuid,
-    provider: &str,
-) -> sqlx::Result<(Uuid, Option<String>, bool)> {
-    let row = sqlx::query!(
-        r#"INSERT INTO connections (id, end_user_id, provider, status, version) VALUES ($1, $2, $3, 'active', 0)
-           ON CONFLICT ON CONSTRAINT connections_one_per_provider
-             DO UPDATE SET updated_at = connections.updated_at
-           RETURNING id, account_id, (xmax = 0) AS "created!""#,
-        Uuid::new_v4(),
-        end_user_id,
-        provider
-    )
-    .fetch_one(conn)
-    .await?;
-    Ok((row.id, row.account_id, row.created))
-}
-
-/// A fresh grant, already sealed for this row.
+/// A fresh grant, already sealed for row `id`.
 pub struct NewGrant<'a> {
     pub id: Uuid,
+    pub end_user_id: Uuid,
+    pub provider: &'a str,
     pub account_id: Option<&'a str>,
     pub account_label: Option<&'a str>,
     pub scopes: Option<&'a str>,
@@ -80,21 +61,59 @@ pub struct NewGrant<'a> {
     pub access_expires_at: Option<OffsetDateTime>,
     pub refresh_expires_at: Option<OffsetDateTime>,
     pub next_refresh_at: Option<OffsetDateTime>,
+    pub actor: &'a str,
     pub now: OffsetDateTime,
 }
 
-/// Replaces the grant in place. A grant without a refresh token keeps the old one.
-pub async fn store_grant(conn: &mut PgConnection, g: NewGrant<'_>) -> sqlx::Result<()> {
-    sqlx::query!(
-        r#"UPDATE connections SET
-             status = 'active', account_id = $2, account_label = $3, scopes = $4, metadata = $5,
-             access_token = $6, refresh_token = COALESCE($7, refresh_token), provider_session = NULL,
-             access_expires_at = $8,
-             refresh_expires_at = CASE WHEN $7::bytea IS NULL THEN refresh_expires_at ELSE $9 END,
-             next_refresh_at = $10, lease_until = NULL, lease_owner = NULL,
-             version = version + 1, last_error = NULL, last_refreshed_at = $11, updated_at = $11
-           WHERE id = $1"#,
+/// What storing a grant did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stored {
+    Created,
+    Replaced,
+    /// The end user's connection has another id than the one the grant was sealed
+    /// for (a concurrent connect created it): seal again for that id.
+    SealedForOtherRow(Uuid),
+}
+
+/// Creates the connection or replaces its grant in place, recording `connected`,
+/// `reconnected` and `account_changed` events, in one statement (one round trip, one
+/// implicit transaction). A grant without a refresh token keeps the old one.
+pub async fn store_grant(conn: &mut PgConnection, g: NewGrant<'_>) -> sqlx::Result<Stored> {
+    let row = sqlx::query!(
+        r#"WITH previous AS (
+             SELECT account_id FROM connections WHERE id = $1
+           ), up AS (
+             INSERT INTO connections AS c
+               (id, end_user_id, provider, status, account_id, account_label, scopes, metadata,
+                access_token, refresh_token, access_expires_at, refresh_expires_at, next_refresh_at,
+                version, last_refreshed_at, created_at, updated_at)
+             VALUES ($1, $2, $3, 'active', $4, $5, $6, $7, $8, $9, $10, $11, $12, 1, $13, $13, $13)
+             ON CONFLICT ON CONSTRAINT connections_one_per_provider DO UPDATE SET
+               status = 'active', account_id = EXCLUDED.account_id, account_label = EXCLUDED.account_label,
+               scopes = EXCLUDED.scopes, metadata = EXCLUDED.metadata,
+               access_token = EXCLUDED.access_token,
+               refresh_token = COALESCE(EXCLUDED.refresh_token, c.refresh_token),
+               refresh_expires_at = CASE WHEN EXCLUDED.refresh_token IS NULL THEN c.refresh_expires_at
+                                         ELSE EXCLUDED.refresh_expires_at END,
+               provider_session = NULL, access_expires_at = EXCLUDED.access_expires_at,
+               next_refresh_at = EXCLUDED.next_refresh_at, lease_until = NULL, lease_owner = NULL,
+               version = c.version + 1, last_error = NULL,
+               last_refreshed_at = EXCLUDED.last_refreshed_at, updated_at = EXCLUDED.updated_at
+             WHERE c.id = EXCLUDED.id
+             RETURNING c.id, (xmax = 0) AS created
+           ), events AS (
+             INSERT INTO connection_events (connection_id, kind, detail, actor, at)
+             SELECT id, CASE WHEN created THEN 'connected' ELSE 'reconnected' END, NULL, $14, $13 FROM up
+             UNION ALL
+             SELECT up.id, 'account_changed', 'a different upstream account was connected', $14, $13
+             FROM up, previous
+             WHERE NOT up.created AND previous.account_id IS DISTINCT FROM $4
+           )
+           SELECT (SELECT created FROM up) AS "created?",
+                  (SELECT id FROM connections WHERE end_user_id = $2 AND provider = $3) AS "current_id?""#,
         g.id,
+        g.end_user_id,
+        g.provider,
         g.account_id,
         g.account_label,
         g.scopes,
@@ -104,9 +123,62 @@ pub async fn store_grant(conn: &mut PgConnection, g: NewGrant<'_>) -> sqlx::Resu
         g.access_expires_at,
         g.refresh_expires_at,
         g.next_refresh_at,
-        g.now
+        g.now,
+        g.actor,
     )
-    .execute(conn)
+    .fetch_one(conn)
     .await?;
-    Ok(())
+    Ok(match (row.created, row.current_id) {
+        (Some(true), _) => Stored::Created,
+        (Some(false), _) => Stored::Replaced,
+        (None, Some(other)) => Stored::SealedForOtherRow(other),
+        // The row vanished between the two reads (deleted concurrently): try again as new.
+        (None, None) => Stored::SealedForOtherRow(Uuid::new_v4()),
+    })
+}
+
+/// The end user and all their connections in one round trip (the connect page).
+pub async fn end_user_with_connections(
+    conn: &mut PgConnection,
+    end_user_id: Uuid,
+) -> sqlx::Result<Option<(super::end_users::EndUser, Vec<ConnectionSummary>)>> {
+    let rows = sqlx::query!(
+        r#"SELECT e.id AS end_user_id, e.external_id, e.email, e.display_name,
+                  c.id AS "id?", c.provider AS "provider?", c.status AS "status?", c.account_id, c.account_label,
+                  c.scopes, c.access_expires_at, c.last_refreshed_at, c.last_error,
+                  c.created_at AS "created_at?", c.updated_at AS "updated_at?"
+           FROM end_users e LEFT JOIN connections c ON c.end_user_id = e.id
+           WHERE e.id = $1 ORDER BY c.provider"#,
+        end_user_id
+    )
+    .fetch_all(conn)
+    .await?;
+    let Some(first) = rows.first() else {
+        return Ok(None);
+    };
+    let user = super::end_users::EndUser {
+        id: first.end_user_id,
+        external_id: first.external_id.clone(),
+        email: first.email.clone(),
+        display_name: first.display_name.clone(),
+    };
+    let connections = rows
+        .into_iter()
+        .filter_map(|r| {
+            Some(ConnectionSummary {
+                id: r.id?,
+                provider: r.provider?,
+                status: r.status?,
+                account_id: r.account_id,
+                account_label: r.account_label,
+                scopes: r.scopes,
+                access_expires_at: r.access_expires_at,
+                last_refreshed_at: r.last_refreshed_at,
+                last_error: r.last_error,
+                created_at: r.created_at?,
+                updated_at: r.updated_at?,
+            })
+        })
+        .collect();
+    Ok(Some((user, connections)))
 }

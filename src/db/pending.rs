@@ -25,6 +25,9 @@ pub struct Pending {
     pub pkce_verifier: Option<Vec<u8>>,
     pub context: serde_json::Value,
     pub expires_at: OffsetDateTime,
+    /// The end user's current connection to this provider, if any: the row a new
+    /// grant will replace (its id is bound into the sealed values).
+    pub existing_connection_id: Option<Uuid>,
 }
 
 pub async fn insert(conn: &mut PgConnection, p: NewPending<'_>) -> sqlx::Result<()> {
@@ -55,8 +58,14 @@ pub async fn take(
 ) -> sqlx::Result<Option<Pending>> {
     sqlx::query_as!(
         Pending,
-        r#"DELETE FROM pending_authorizations WHERE state_hash = $1 AND session_hash = $2
-           RETURNING provider, end_user_id, connection_id, pkce_verifier, context, expires_at"#,
+        r#"WITH taken AS (
+             DELETE FROM pending_authorizations WHERE state_hash = $1 AND session_hash = $2
+             RETURNING provider, end_user_id, connection_id, pkce_verifier, context, expires_at
+           )
+           SELECT t.provider AS "provider!", t.end_user_id AS "end_user_id!", t.connection_id,
+                  t.pkce_verifier, t.context AS "context!", t.expires_at AS "expires_at!",
+                  c.id AS "existing_connection_id?"
+           FROM taken t LEFT JOIN connections c ON c.end_user_id = t.end_user_id AND c.provider = t.provider"#,
         state_hash,
         session_hash
     )

@@ -13,6 +13,7 @@ use super::session::EndUserSession;
 use crate::AppState;
 use crate::crypto::{self, SealedAt};
 use crate::db;
+use crate::db::connections::Stored;
 use crate::error::{AppError, AppResult, ErrorPage};
 use crate::oauth::callback_params::CallbackParams;
 use crate::oauth::identity::{self, Account};
@@ -103,7 +104,15 @@ async fn callback(
     let account = identity::identify(&app.http, provider, &tokens.access_token)
         .await
         .map_err(|e| upstream_failure(provider, "who-am-I", e))?;
-    store(&app, provider, pending.end_user_id, &tokens, &account).await?;
+    store(
+        &app,
+        provider,
+        pending.end_user_id,
+        pending.existing_connection_id,
+        &tokens,
+        &account,
+    )
+    .await?;
     tracing::info!(provider = %provider.id, "connection established");
 
     let target = pending
@@ -140,77 +149,64 @@ fn declined(provider: &Provider, error: &str, description: Option<&str>) -> Resp
     .response(StatusCode::OK)
 }
 
-/// Seals the grant for its row and stores it, with its event, in one transaction.
+/// Seals the grant for its row and stores it with its event in one statement. The row
+/// id is bound into the sealed values, so a row created concurrently under another id
+/// means sealing once more for that id.
 async fn store(
     app: &AppState,
     provider: &Provider,
     end_user_id: uuid::Uuid,
+    existing_id: Option<uuid::Uuid>,
     tokens: &TokenSet,
     account: &Account,
 ) -> AppResult<()> {
     let now = app.clock.now();
-    let mut tx = app.pool.begin().await?;
-    let (id, previous_account, created) =
-        db::connections::claim_row(&mut tx, end_user_id, &provider.id).await?;
-    let row = id.as_bytes();
-    let seal = |column: &'static str, value: &SecretString| {
-        app.settings.keys.seal(
-            value.expose_secret().as_bytes(),
-            SealedAt {
-                table: "connections",
-                column,
-                row,
-            },
-        )
-    };
-    let access = seal("access_token", &tokens.access_token)?;
-    let refresh = tokens
-        .refresh_token
-        .as_ref()
-        .map(|r| seal("refresh_token", r))
-        .transpose()?;
     let refresh_expires_at = provider
         .refresh_token_lifetime
-        .filter(|_| refresh.is_some())
+        .filter(|_| tokens.refresh_token.is_some())
         .map(|life| now + life);
     // Single-use refresh tokens are renewed by the background refresher before they lapse.
     let next_refresh_at = refresh_expires_at.map(|at| at - time::Duration::days(2));
-    db::connections::store_grant(
-        &mut tx,
-        db::connections::NewGrant {
+    let scopes = tokens.scope.clone().or_else(|| provider.scope_param());
+    let mut id = existing_id.unwrap_or_else(uuid::Uuid::new_v4);
+    let mut conn = app.pool.acquire().await?;
+    for _ in 0..3 {
+        let seal = |column: &'static str, value: &SecretString| {
+            let at = SealedAt {
+                table: "connections",
+                column,
+                row: id.as_bytes(),
+            };
+            app.settings.keys.seal(value.expose_secret().as_bytes(), at)
+        };
+        let access = seal("access_token", &tokens.access_token)?;
+        let refresh = tokens
+            .refresh_token
+            .as_ref()
+            .map(|r| seal("refresh_token", r))
+            .transpose()?;
+        let grant = db::connections::NewGrant {
             id,
+            end_user_id,
+            provider: &provider.id,
             account_id: account.id.as_deref(),
             account_label: account.label.as_deref(),
-            scopes: tokens
-                .scope
-                .as_deref()
-                .or(provider.scope_param().as_deref()),
+            scopes: scopes.as_deref(),
             metadata: serde_json::json!({}),
             access_token: &access,
             refresh_token: refresh.as_deref(),
             access_expires_at: tokens.expires_at,
             refresh_expires_at,
             next_refresh_at,
+            actor: "end_user",
             now,
-        },
-    )
-    .await?;
-    let kind = if created { "connected" } else { "reconnected" };
-    db::events::record(&mut tx, id, kind, None, "end_user", now).await?;
-    if !created
-        && previous_account.is_some()
-        && previous_account.as_deref() != account.id.as_deref()
-    {
-        db::events::record(
-            &mut tx,
-            id,
-            "account_changed",
-            Some("a different upstream account was connected"),
-            "end_user",
-            now,
-        )
-        .await?;
+        };
+        match db::connections::store_grant(&mut conn, grant).await? {
+            Stored::Created | Stored::Replaced => return Ok(()),
+            Stored::SealedForOtherRow(other) => id = other,
+        }
     }
-    tx.commit().await?;
-    Ok(())
+    Err(AppError::internal(anyhow::anyhow!(
+        "connection row kept changing while storing a grant"
+    )))
 }

@@ -87,10 +87,11 @@ async fn connect_page(
     Query(query): Query<PageQuery>,
 ) -> AppResult<ConnectPage> {
     let mut conn = app.pool.acquire().await?;
-    let end_user = db::end_users::get(&mut conn, user.end_user_id)
-        .await?
-        .ok_or(AppError::NoSession)?;
-    let connections = db::connections::list_for_end_user(&mut conn, user.end_user_id).await?;
+    let (end_user, connections) =
+        db::connections::end_user_with_connections(&mut conn, user.end_user_id)
+            .await?
+            .ok_or(AppError::NoSession)?;
+    drop(conn);
     let cards = app
         .settings
         .providers

@@ -34,7 +34,10 @@ impl EndUserSession {
 
 /// Binds the session to an end user with a new session id and fresh binding values.
 pub async fn bind(session: &Session, end_user_id: Uuid) -> Result<(), AppError> {
-    session.cycle_id().await?;
+    // A browser arriving with a session gets a new id; a brand-new one has none to cycle.
+    if session.id().is_some() {
+        session.cycle_id().await?;
+    }
     let value = EndUserSession {
         end_user_id,
         binding: crypto::random_token()?,
