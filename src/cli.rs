@@ -9,7 +9,7 @@ use clap::{Parser, Subcommand};
 use secrecy::{ExposeSecret, SecretString};
 
 use crate::clock::Clock;
-use crate::config::{self, ProviderSettings, RawSettings, Settings};
+use crate::config::{self, DataCenterSettings, ProviderSettings, RawSettings, Settings};
 use crate::crypto::{self, KeyRing};
 use crate::sandbox::Sandbox;
 use crate::web::api::{EndUserInput, create_link_for};
@@ -262,11 +262,49 @@ pub fn sandbox_settings(
     };
     credentials(&mut acme);
     raw.providers.insert("acme".into(), acme);
+    let mut bullhorn = ProviderSettings {
+        login_info_url: Some(format!(
+            "{sandbox_base}/bullhorn/east/rest-services/loginInfo"
+        )),
+        ..Default::default()
+    };
+    credentials(&mut bullhorn);
+    raw.providers.insert("bullhorn".into(), bullhorn);
+    let mut zoho = ProviderSettings::default();
+    for location in SANDBOX_ZOHO_LOCATIONS {
+        zoho.data_centers.insert(
+            location.to_string(),
+            DataCenterSettings {
+                accounts_url: format!("{sandbox_base}/zoho/accounts/{location}"),
+                api_url: format!("{sandbox_base}/zoho/recruit/{location}"),
+            },
+        );
+    }
+    credentials(&mut zoho);
+    raw.providers.insert("zoho".into(), zoho);
+    let mut hurdlr = ProviderSettings {
+        authorize_url: Some(format!("{sandbox_base}/hurdlr/oauth/authorize")),
+        token_url: Some(format!("{sandbox_base}/hurdlr/rest/v4/auth/token")),
+        api_url: Some(format!("{sandbox_base}/hurdlr")),
+        ..Default::default()
+    };
+    credentials(&mut hurdlr);
+    raw.providers.insert("hurdlr".into(), hurdlr);
     Ok(raw.validate()?)
 }
 
+const SANDBOX_ZOHO_LOCATIONS: [&str; 9] = ["us", "eu", "in", "au", "jp", "uk", "sa", "ca", "cn"];
+
 /// Registers the portal's clients at the sandbox with their exact redirect URIs.
 pub fn register_sandbox_clients(sandbox: &Sandbox, settings: &Settings, client_secret: &str) {
+    for provider in ["bullhorn", "zoho", "hurdlr"] {
+        sandbox.register_client(
+            provider,
+            DEMO_CLIENT_ID,
+            client_secret,
+            vec![settings.redirect_uri(provider)],
+        );
+    }
     sandbox.register_client(
         "smartrecruiters",
         DEMO_CLIENT_ID,
@@ -324,7 +362,7 @@ async fn demo(
     println!("Keyhaven demo is running.");
     println!("  portal:   {public_url}");
     println!(
-        "  sandbox:  {sandbox_base} (imitates SmartRecruiters and a standard OAuth 2.0 server)"
+        "  sandbox:  {sandbox_base} (imitates SmartRecruiters, Bullhorn, Zoho Recruit, Hurdlr and a standard OAuth 2.0 server)"
     );
     println!("  API key:  {api_key}");
     println!(

@@ -136,6 +136,22 @@ pub struct ProviderSettings {
     pub account_id_pointer: Option<String>,
     pub account_label_pointer: Option<String>,
     pub revocation_url: Option<String>,
+    /// Bullhorn: where the data-center lookup starts.
+    pub login_info_url: Option<String>,
+    /// Bullhorn: connect with an API user's username and password instead of the browser.
+    pub api_user_mode: Option<bool>,
+    /// Zoho: accounts and Recruit URLs per data-center location (replacing the built-in table).
+    #[serde(default)]
+    pub data_centers: BTreeMap<String, DataCenterSettings>,
+    /// Most refreshes of this provider's connections in flight at once (background refresher).
+    pub refresh_concurrency: Option<usize>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DataCenterSettings {
+    pub accounts_url: String,
+    pub api_url: String,
 }
 
 /// Accepts `["a", "b"]` or a single string split on commas and whitespace, so that

@@ -159,7 +159,10 @@ impl IntoResponse for AppError {
         let message = self.public_message();
         let retry = matches!(
             self,
-            AppError::Unavailable(_) | AppError::Internal(_) | AppError::Upstream { .. }
+            AppError::Unavailable(_)
+                | AppError::Internal(_)
+                | AppError::Upstream { .. }
+                | AppError::Conflict { .. }
         )
         .then_some("/connect");
         ErrorPage {

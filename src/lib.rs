@@ -6,6 +6,7 @@ pub mod config;
 pub mod crypto;
 pub mod db;
 pub mod error;
+pub mod grants;
 pub mod oauth;
 pub mod providers;
 pub mod sandbox;

@@ -58,6 +58,8 @@ pub struct NewGrant<'a> {
     pub metadata: serde_json::Value,
     pub access_token: &'a [u8],
     pub refresh_token: Option<&'a [u8]>,
+    pub provider_session: Option<&'a [u8]>,
+    pub provider_credentials: Option<&'a [u8]>,
     pub access_expires_at: Option<OffsetDateTime>,
     pub refresh_expires_at: Option<OffsetDateTime>,
     pub next_refresh_at: Option<OffsetDateTime>,
@@ -86,8 +88,8 @@ pub async fn store_grant(conn: &mut PgConnection, g: NewGrant<'_>) -> sqlx::Resu
              INSERT INTO connections AS c
                (id, end_user_id, provider, status, account_id, account_label, scopes, metadata,
                 access_token, refresh_token, access_expires_at, refresh_expires_at, next_refresh_at,
-                version, last_refreshed_at, created_at, updated_at)
-             VALUES ($1, $2, $3, 'active', $4, $5, $6, $7, $8, $9, $10, $11, $12, 1, $13, $13, $13)
+                version, last_refreshed_at, created_at, updated_at, provider_session, provider_credentials)
+             VALUES ($1, $2, $3, 'active', $4, $5, $6, $7, $8, $9, $10, $11, $12, 1, $13, $13, $13, $15, $16)
              ON CONFLICT ON CONSTRAINT connections_one_per_provider DO UPDATE SET
                status = 'active', account_id = EXCLUDED.account_id, account_label = EXCLUDED.account_label,
                scopes = EXCLUDED.scopes, metadata = EXCLUDED.metadata,
@@ -95,7 +97,9 @@ pub async fn store_grant(conn: &mut PgConnection, g: NewGrant<'_>) -> sqlx::Resu
                refresh_token = COALESCE(EXCLUDED.refresh_token, c.refresh_token),
                refresh_expires_at = CASE WHEN EXCLUDED.refresh_token IS NULL THEN c.refresh_expires_at
                                          ELSE EXCLUDED.refresh_expires_at END,
-               provider_session = NULL, access_expires_at = EXCLUDED.access_expires_at,
+               provider_session = EXCLUDED.provider_session,
+               provider_credentials = EXCLUDED.provider_credentials,
+               refresh_failures = 0, access_expires_at = EXCLUDED.access_expires_at,
                next_refresh_at = EXCLUDED.next_refresh_at, lease_until = NULL, lease_owner = NULL,
                version = c.version + 1, last_error = NULL,
                last_refreshed_at = EXCLUDED.last_refreshed_at, updated_at = EXCLUDED.updated_at
@@ -125,6 +129,8 @@ pub async fn store_grant(conn: &mut PgConnection, g: NewGrant<'_>) -> sqlx::Resu
         g.next_refresh_at,
         g.now,
         g.actor,
+        g.provider_session,
+        g.provider_credentials,
     )
     .fetch_one(conn)
     .await?;
@@ -181,4 +187,21 @@ pub async fn end_user_with_connections(
         })
         .collect();
     Ok(Some((user, connections)))
+}
+
+pub async fn find_for_end_user(
+    conn: &mut PgConnection,
+    end_user_id: Uuid,
+    provider: &str,
+) -> sqlx::Result<Option<ConnectionSummary>> {
+    sqlx::query_as!(
+        ConnectionSummary,
+        r#"SELECT id, provider, status, account_id, account_label, scopes, access_expires_at,
+                  last_refreshed_at, last_error, created_at, updated_at
+           FROM connections WHERE end_user_id = $1 AND provider = $2"#,
+        end_user_id,
+        provider
+    )
+    .fetch_optional(conn)
+    .await
 }

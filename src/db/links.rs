@@ -43,3 +43,21 @@ pub async fn find(conn: &mut PgConnection, token_hash: &[u8]) -> sqlx::Result<Op
     .fetch_optional(conn)
     .await
 }
+
+/// Uses a reconnect link: valid, unused and unexpired links work exactly once.
+pub async fn consume_reconnect(
+    conn: &mut PgConnection,
+    token_hash: &[u8],
+    now: OffsetDateTime,
+) -> sqlx::Result<Option<Link>> {
+    sqlx::query_as!(
+        Link,
+        r#"UPDATE links SET used_at = $2
+           WHERE token_hash = $1 AND kind = 'reconnect' AND used_at IS NULL AND expires_at > $2
+           RETURNING kind, end_user_id, connection_id, expires_at, used_at"#,
+        token_hash,
+        now
+    )
+    .fetch_optional(conn)
+    .await
+}

@@ -10,8 +10,10 @@ pub struct AuthorizeRequest<'a> {
     pub pkce_challenge: Option<&'a str>,
 }
 
-pub fn authorize_url(provider: &Provider, req: &AuthorizeRequest<'_>) -> Url {
-    let mut url = provider.authorize_url.clone();
+/// The provider's authorize `endpoint` (Bullhorn's depends on the data center) with
+/// the flow's parameters.
+pub fn authorize_url(provider: &Provider, endpoint: Url, req: &AuthorizeRequest<'_>) -> Url {
+    let mut url = endpoint;
     {
         let mut q = url.query_pairs_mut();
         q.append_pair("response_type", "code");

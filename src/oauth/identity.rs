@@ -13,6 +13,7 @@ pub struct Account {
     pub label: Option<String>,
 }
 
+/// Who am I through a Bearer who-am-I endpoint (SmartRecruiters, Hurdlr, generic).
 pub async fn identify(
     http: &reqwest::Client,
     provider: &Provider,
@@ -44,7 +45,7 @@ pub async fn identify(
     let (id, label) = match provider.kind {
         Kind::SmartRecruiters => smartrecruiters::account_from_me(&json)
             .ok_or(TokenError::Malformed("users/me has no id"))?,
-        Kind::Generic => {
+        _ => {
             let id = json
                 .pointer(&userinfo.id_pointer)
                 .and_then(scalar)

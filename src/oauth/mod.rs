@@ -3,5 +3,6 @@
 
 pub mod authorize;
 pub mod callback_params;
+pub mod establish;
 pub mod identity;
 pub mod token;

@@ -11,7 +11,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Map, Value};
 use time::OffsetDateTime;
 
-use crate::providers::{ClientAuth, Provider, TokenBody};
+use crate::providers::{ClientAuth, Context, Provider, TokenBody};
 
 const MAX_BODY: usize = 64 * 1024;
 
@@ -99,10 +99,12 @@ impl TokenError {
     }
 }
 
-/// One token request; never retried here (a code must not be sent twice).
+/// One token request to the connection's token endpoint; never retried here (a code
+/// must not be sent twice).
 pub async fn request(
     http: &reqwest::Client,
     provider: &Provider,
+    ctx: &Context,
     grant: Grant<'_>,
     now: OffsetDateTime,
 ) -> Result<TokenSet, TokenError> {
@@ -122,23 +124,27 @@ pub async fn request(
         Grant::Refresh { refresh_token } => params.push(("refresh_token", refresh_token)),
     }
     let secret = provider.client_secret.expose_secret();
+    if provider.client_auth == ClientAuth::Body {
+        params.push(("client_id", &provider.client_id));
+        params.push(("client_secret", secret));
+    }
+    let mut url = provider.token_url(ctx);
+    if provider.token_body == TokenBody::Query {
+        url.query_pairs_mut().extend_pairs(&params);
+    }
     let mut req = http
-        .post(provider.token_url.clone())
+        .post(url)
         .header(reqwest::header::ACCEPT, "application/json");
-    match provider.client_auth {
-        ClientAuth::Body => {
-            params.push(("client_id", &provider.client_id));
-            params.push(("client_secret", secret));
-        }
-        ClientAuth::Basic => {
-            req = req.header(
-                reqwest::header::AUTHORIZATION,
-                basic_auth(&provider.client_id, secret),
-            )
-        }
+    if provider.client_auth == ClientAuth::Basic {
+        req = req.header(
+            reqwest::header::AUTHORIZATION,
+            basic_auth(&provider.client_id, secret),
+        );
     }
     req = match provider.token_body {
         TokenBody::Form => req.form(&params),
+        // Bullhorn: everything is already in the query string; the body stays empty.
+        TokenBody::Query => req.header(reqwest::header::CONTENT_LENGTH, "0"),
         TokenBody::Json => req.json(
             &params
                 .iter()

@@ -54,5 +54,7 @@ pub fn build(
         userinfo,
         revocation_url,
         refresh_token_lifetime: None,
+        keep_alive: false,
+        refresh_concurrency: None,
     })
 }

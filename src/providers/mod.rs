@@ -1,8 +1,12 @@
 //! Providers: what is configured (`Provider`, plain data) and where each one differs
 //! from plain OAuth 2.0 (one module per provider).
 
+pub mod bullhorn;
+pub mod context;
 pub mod generic;
+pub mod hurdlr;
 pub mod smartrecruiters;
+pub mod zoho;
 
 use std::fmt;
 
@@ -11,11 +15,17 @@ use url::Url;
 
 use crate::config::{ConfigError, ProviderSettings};
 
-/// Which quirks apply. New providers add a variant and a module.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub use context::Context;
+
+/// Which quirks apply, with the provider-specific configuration they need. A new
+/// provider adds a variant and a module.
+#[derive(Debug, Clone)]
 pub enum Kind {
     SmartRecruiters,
     Generic,
+    Bullhorn(bullhorn::Config),
+    Zoho(zoho::Config),
+    Hurdlr,
 }
 
 /// How the client authenticates at the token endpoint.
@@ -33,6 +43,8 @@ pub enum TokenBody {
     Form,
     /// A JSON object, as SmartRecruiters' own example does.
     Json,
+    /// Every parameter in the query string of a POST with an empty body (Bullhorn).
+    Query,
 }
 
 /// A who-am-I endpoint and where the account id and label sit in its JSON answer.
@@ -64,6 +76,11 @@ pub struct Provider {
     pub revocation_url: Option<Url>,
     /// How long a refresh token lives when the provider does not say (SmartRecruiters: 28 days).
     pub refresh_token_lifetime: Option<time::Duration>,
+    /// Whether the background refresher renews grants before they lapse (single-use or
+    /// expiring refresh tokens); otherwise refreshes happen on demand only.
+    pub keep_alive: bool,
+    /// Most background refreshes of this provider in flight at once.
+    pub refresh_concurrency: Option<usize>,
 }
 
 impl fmt::Debug for Provider {
@@ -80,6 +97,25 @@ impl fmt::Debug for Provider {
 }
 
 impl Provider {
+    /// The token endpoint for a connection: Bullhorn and Zoho answer at the user's data center.
+    pub fn token_url(&self, ctx: &Context) -> Url {
+        match &self.kind {
+            Kind::Bullhorn(_) => bullhorn::token_url(ctx).unwrap_or_else(|| self.token_url.clone()),
+            Kind::Zoho(cfg) => cfg.token_url(ctx).unwrap_or_else(|| self.token_url.clone()),
+            _ => self.token_url.clone(),
+        }
+    }
+
+    /// The authorize endpoint for a flow (Bullhorn's depends on the user's data center).
+    pub fn authorize_endpoint(&self, ctx: &Context) -> Url {
+        match &self.kind {
+            Kind::Bullhorn(_) => {
+                bullhorn::authorize_url(ctx).unwrap_or_else(|| self.authorize_url.clone())
+            }
+            _ => self.authorize_url.clone(),
+        }
+    }
+
     /// The `scope` parameter, or `None` when no scopes are configured (SmartRecruiters
     /// rejects an empty `scope=`, so it is omitted rather than sent empty).
     pub fn scope_param(&self) -> Option<String> {
@@ -105,9 +141,12 @@ pub fn from_settings(
             "provider ids use a-z, 0-9, '-' and '_' (at most 40)",
         ));
     }
-    let kind = match (id, raw.kind.as_deref()) {
-        ("smartrecruiters", None | Some("smartrecruiters")) => Kind::SmartRecruiters,
-        (_, Some("oauth2")) => Kind::Generic,
+    let builtin = match (id, raw.kind.as_deref()) {
+        ("smartrecruiters", None | Some("smartrecruiters")) => "smartrecruiters",
+        ("bullhorn", None | Some("bullhorn")) => "bullhorn",
+        ("zoho", None | Some("zoho")) => "zoho",
+        ("hurdlr", None | Some("hurdlr")) => "hurdlr",
+        (_, Some("oauth2")) => "oauth2",
         (_, None) => {
             return Err(ConfigError::new(
                 format!("providers.{id}.kind"),
@@ -125,10 +164,25 @@ pub fn from_settings(
     else {
         return Ok(Err("client_id and client_secret are not configured".into()));
     };
-    let provider = match kind {
-        Kind::SmartRecruiters => smartrecruiters::build(id, raw, client_id, client_secret)?,
-        Kind::Generic => generic::build(id, raw, client_id, client_secret)?,
+    let mut provider = match builtin {
+        "smartrecruiters" => smartrecruiters::build(id, raw, client_id, client_secret)?,
+        "bullhorn" => bullhorn::build(id, raw, client_id, client_secret)?,
+        "zoho" => zoho::build(id, raw, client_id, client_secret)?,
+        "hurdlr" => match hurdlr::build(id, raw, client_id, client_secret)? {
+            Ok(p) => p,
+            Err(reason) => return Ok(Err(reason)),
+        },
+        _ => generic::build(id, raw, client_id, client_secret)?,
     };
+    if let Some(n) = raw.refresh_concurrency {
+        if n == 0 {
+            return Err(ConfigError::new(
+                format!("providers.{id}.refresh_concurrency"),
+                "must be at least 1",
+            ));
+        }
+        provider.refresh_concurrency = Some(n);
+    }
     Ok(Ok(provider))
 }
 
@@ -171,9 +225,10 @@ pub(crate) fn token_body_setting(id: &str, value: Option<&str>) -> Result<TokenB
     match value {
         None | Some("form") => Ok(TokenBody::Form),
         Some("json") => Ok(TokenBody::Json),
+        Some("query") => Ok(TokenBody::Query),
         Some(_) => Err(ConfigError::new(
             format!("providers.{id}.token_body"),
-            "must be \"form\" or \"json\"",
+            "must be \"form\", \"json\" or \"query\"",
         )),
     }
 }

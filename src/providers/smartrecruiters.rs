@@ -55,6 +55,9 @@ pub fn build(
         }),
         revocation_url: None,
         refresh_token_lifetime: Some(time::Duration::days(28)),
+        // Refresh tokens are single-use and lapse after 28 days: renew them in time.
+        keep_alive: true,
+        refresh_concurrency: None,
     })
 }
 

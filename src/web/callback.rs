@@ -1,24 +1,23 @@
 //! `GET /oauth/{provider}/callback`: state first, then the code exchange at once, then
-//! who-am-I, then one transaction that stores the sealed grant.
+//! the provider's post-steps and who-am-I, then one statement that stores the sealed grant.
 
 use axum::Router;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
-use secrecy::{ExposeSecret, SecretString};
 use tower_sessions::Session;
 
 use super::session::EndUserSession;
 use crate::AppState;
 use crate::crypto::{self, SealedAt};
 use crate::db;
-use crate::db::connections::Stored;
 use crate::error::{AppError, AppResult, ErrorPage};
+use crate::grants::{self, NewConnection};
 use crate::oauth::callback_params::CallbackParams;
-use crate::oauth::identity::{self, Account};
-use crate::oauth::token::{self, Grant, TokenError, TokenSet};
-use crate::providers::Provider;
+use crate::oauth::establish;
+use crate::oauth::token::{self, Grant, TokenError};
+use crate::providers::{Context, Kind, Provider};
 
 pub fn router() -> Router<AppState> {
     Router::new().route("/oauth/{provider}/callback", get(callback))
@@ -80,6 +79,19 @@ async fn callback(
             ));
         }
     };
+    let mut ctx = Context::from_json(&pending.context);
+    if let Kind::Zoho(zoho) = &provider.kind {
+        // The data center arrives in the URL, where anyone can write anything: only a
+        // known Zoho accounts server is ever called.
+        ctx = zoho
+            .context_from_callback(params.get("accounts-server"), params.get("location"))
+            .ok_or_else(|| {
+                tracing::warn!(provider = %provider.id, "callback named an unknown accounts server");
+                AppError::BadRequest(
+                    "The answer named an unknown Zoho data center. Nothing was changed.".into(),
+                )
+            })?;
+    }
 
     let verifier = match &pending.pkce_verifier {
         Some(sealed) => Some(app.settings.keys.open_string(
@@ -98,19 +110,26 @@ async fn callback(
         redirect_uri: &redirect_uri,
         verifier: verifier.as_deref(),
     };
-    let tokens = token::request(&app.http, provider, grant, app.clock.now())
+    let tokens = token::request(&app.http, provider, &ctx, grant, app.clock.now())
         .await
         .map_err(|e| upstream_failure(provider, "code exchange", e))?;
-    let account = identity::identify(&app.http, provider, &tokens.access_token)
+    let established = establish::after_exchange(&app.http, provider, ctx, &tokens)
         .await
-        .map_err(|e| upstream_failure(provider, "who-am-I", e))?;
-    store(
+        .map_err(|e| upstream_failure(provider, "post-exchange", e))?;
+    if let Some(reconnecting) = pending.connection_id {
+        ensure_same_account(&app, provider, reconnecting, &established.account).await?;
+    }
+    grants::store(
         &app,
-        provider,
-        pending.end_user_id,
-        pending.existing_connection_id,
-        &tokens,
-        &account,
+        NewConnection {
+            provider,
+            end_user_id: pending.end_user_id,
+            existing_id: pending.existing_connection_id,
+            tokens: &tokens,
+            established: &established,
+            credentials: None,
+            actor: "end_user",
+        },
     )
     .await?;
     tracing::info!(provider = %provider.id, "connection established");
@@ -125,7 +144,35 @@ async fn callback(
     Ok(Redirect::to(&target).into_response())
 }
 
-fn upstream_failure(provider: &Provider, step: &str, e: TokenError) -> AppError {
+/// A reconnect link repairs one connection: a different upstream account is refused.
+pub(crate) async fn ensure_same_account(
+    app: &AppState,
+    provider: &Provider,
+    connection_id: uuid::Uuid,
+    account: &crate::oauth::identity::Account,
+) -> AppResult<()> {
+    let mut conn = app.pool.acquire().await?;
+    let existing = db::connections::get(&mut conn, connection_id)
+        .await?
+        .ok_or(AppError::NotFound)?;
+    if existing.account_id.is_some() && existing.account_id != account.id {
+        tracing::warn!(provider = %provider.id, "reconnect with a different upstream account refused");
+        return Err(AppError::Conflict {
+            code: "account_mismatch",
+            message: format!(
+                "You signed in to {} with a different account than the one this connection belongs to ({}). Nothing was changed; sign in with that account and try again.",
+                provider.display_name,
+                existing
+                    .account_label
+                    .or(existing.account_id)
+                    .unwrap_or_default()
+            ),
+        });
+    }
+    Ok(())
+}
+
+pub(crate) fn upstream_failure(provider: &Provider, step: &str, e: TokenError) -> AppError {
     tracing::warn!(provider = %provider.id, step, error = %e, "connection not completed");
     AppError::Upstream {
         provider: provider.display_name.clone(),
@@ -147,66 +194,4 @@ fn declined(provider: &Provider, error: &str, description: Option<&str>) -> Resp
         retry_href: Some("/connect"),
     }
     .response(StatusCode::OK)
-}
-
-/// Seals the grant for its row and stores it with its event in one statement. The row
-/// id is bound into the sealed values, so a row created concurrently under another id
-/// means sealing once more for that id.
-async fn store(
-    app: &AppState,
-    provider: &Provider,
-    end_user_id: uuid::Uuid,
-    existing_id: Option<uuid::Uuid>,
-    tokens: &TokenSet,
-    account: &Account,
-) -> AppResult<()> {
-    let now = app.clock.now();
-    let refresh_expires_at = provider
-        .refresh_token_lifetime
-        .filter(|_| tokens.refresh_token.is_some())
-        .map(|life| now + life);
-    // Single-use refresh tokens are renewed by the background refresher before they lapse.
-    let next_refresh_at = refresh_expires_at.map(|at| at - time::Duration::days(2));
-    let scopes = tokens.scope.clone().or_else(|| provider.scope_param());
-    let mut id = existing_id.unwrap_or_else(uuid::Uuid::new_v4);
-    let mut conn = app.pool.acquire().await?;
-    for _ in 0..3 {
-        let seal = |column: &'static str, value: &SecretString| {
-            let at = SealedAt {
-                table: "connections",
-                column,
-                row: id.as_bytes(),
-            };
-            app.settings.keys.seal(value.expose_secret().as_bytes(), at)
-        };
-        let access = seal("access_token", &tokens.access_token)?;
-        let refresh = tokens
-            .refresh_token
-            .as_ref()
-            .map(|r| seal("refresh_token", r))
-            .transpose()?;
-        let grant = db::connections::NewGrant {
-            id,
-            end_user_id,
-            provider: &provider.id,
-            account_id: account.id.as_deref(),
-            account_label: account.label.as_deref(),
-            scopes: scopes.as_deref(),
-            metadata: serde_json::json!({}),
-            access_token: &access,
-            refresh_token: refresh.as_deref(),
-            access_expires_at: tokens.expires_at,
-            refresh_expires_at,
-            next_refresh_at,
-            actor: "end_user",
-            now,
-        };
-        match db::connections::store_grant(&mut conn, grant).await? {
-            Stored::Created | Stored::Replaced => return Ok(()),
-            Stored::SealedForOtherRow(other) => id = other,
-        }
-    }
-    Err(AppError::internal(anyhow::anyhow!(
-        "connection row kept changing while storing a grant"
-    )))
 }

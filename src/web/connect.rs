@@ -11,12 +11,16 @@ use serde::Deserialize;
 use time::Duration;
 use tower_sessions::Session;
 
+use super::api_user::ApiUserLogin;
+use super::callback::upstream_failure;
 use super::session::{self, CurrentEndUser};
 use crate::AppState;
 use crate::crypto::{self, SealedAt};
 use crate::db;
 use crate::error::{AppError, AppResult};
 use crate::oauth::authorize::{AuthorizeRequest, authorize_url};
+use crate::providers::{Context, Kind, Provider, bullhorn};
+use secrecy::SecretString;
 
 /// How long a user has to approve at the provider.
 pub const PENDING_TTL: Duration = Duration::minutes(10);
@@ -29,32 +33,53 @@ pub fn router() -> Router<AppState> {
 }
 
 /// `GET /c/{token}`: binds this browser to the link's end user, then shows the page.
+/// Connect links work until they expire; reconnect links work once.
 async fn open_link(
     State(app): State<AppState>,
     session: Session,
     Path(token): Path<String>,
 ) -> AppResult<Response> {
-    let invalid =
-        || AppError::BadRequest("This connect link is not valid. Ask for a new one.".into());
+    let invalid = || AppError::BadRequest("This link is not valid. Ask for a new one.".into());
     if token.len() > 128 {
         return Err(invalid());
     }
+    let hash = crypto::token_hash(&token);
+    let now = app.clock.now();
     let mut conn = app.pool.acquire().await?;
-    let link = db::links::find(&mut conn, &crypto::token_hash(&token))
+    let link = db::links::find(&mut conn, &hash)
         .await?
         .ok_or_else(invalid)?;
-    if link.kind != "connect" {
-        return Err(invalid());
-    }
-    if link.expires_at <= app.clock.now() {
+    if link.expires_at <= now {
         return Err(AppError::BadRequest(
-            "This connect link has expired. Ask for a new one.".into(),
+            "This link has expired. Ask for a new one.".into(),
         ));
     }
+    let reconnect = match link.kind.as_str() {
+        "connect" => None,
+        _ => {
+            let used = db::links::consume_reconnect(&mut conn, &hash, now).await?;
+            let link = used.ok_or_else(|| {
+                AppError::BadRequest(
+                    "This reconnect link was already used. Ask for a new one.".into(),
+                )
+            })?;
+            link.connection_id
+        }
+    };
     drop(conn);
-    session::bind(&session, link.end_user_id).await?;
+    session::bind(&session, link.end_user_id, reconnect).await?;
     // Leave the link's URL at once so it does not linger in history or referrers.
     Ok(Redirect::to("/connect").into_response())
+}
+
+/// What a card's form asks for besides the button.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CardForm {
+    Button,
+    /// Bullhorn: the username decides the data center.
+    Username,
+    /// Bullhorn API-user mode: username and password on our page.
+    ApiUser,
 }
 
 pub struct Card {
@@ -63,7 +88,10 @@ pub struct Card {
     pub status: &'static str,
     pub status_label: &'static str,
     pub account: Option<String>,
+    pub reason: Option<String>,
     pub action: &'static str,
+    pub form: CardForm,
+    pub note: Option<&'static str>,
 }
 
 #[derive(Template, WebTemplate)]
@@ -73,6 +101,56 @@ pub struct ConnectPage {
     pub cards: Vec<Card>,
     pub csrf: String,
     pub notice: Option<String>,
+}
+
+const ZOHO_NOTE: &str = "Before you reconnect: Zoho keeps at most 20 active grants per user and silently deletes the oldest when a new one is made, which can disconnect another app you use with Zoho.";
+
+fn card(provider: &Provider, existing: Option<&db::connections::ConnectionSummary>) -> Card {
+    let (status, status_label, action) = match existing.map(|c| c.status.as_str()) {
+        None | Some("revoked") => ("none", "Not connected", "Connect"),
+        Some("needs_reconnect") => ("broken", "Needs reconnect", "Reconnect"),
+        Some("degraded") => (
+            "degraded",
+            "Connected (the provider is having trouble)",
+            "Reconnect",
+        ),
+        Some(_) => ("ok", "Connected", "Reconnect"),
+    };
+    let form = match &provider.kind {
+        Kind::Bullhorn(cfg) if cfg.api_user_mode => CardForm::ApiUser,
+        Kind::Bullhorn(_) => CardForm::Username,
+        _ => CardForm::Button,
+    };
+    let note = matches!(provider.kind, Kind::Zoho(_))
+        .then_some(ZOHO_NOTE)
+        .filter(|_| action == "Reconnect");
+    Card {
+        id: provider.id.clone(),
+        name: provider.display_name.clone(),
+        status,
+        status_label,
+        account: existing
+            .filter(|_| status != "none")
+            .and_then(|c| c.account_label.clone().or_else(|| c.account_id.clone())),
+        reason: existing
+            .filter(|_| status == "broken")
+            .map(|c| plain_reason(c.last_error.as_deref())),
+        action,
+        form,
+        note,
+    }
+}
+
+/// Why a connection needs reconnecting, in words an end user understands.
+pub fn plain_reason(last_error: Option<&str>) -> String {
+    match last_error {
+        Some(e) if e.contains("invalid_grant") || e.contains("invalid_code") => {
+            "The provider no longer accepts this connection (it was revoked, expired, or the account changed). Reconnect to continue.".into()
+        }
+        Some(e) if e.contains("decrypt") => "The stored connection could not be read. Reconnect to continue.".into(),
+        Some(e) if e.contains("revoked") => "This connection was disconnected. Reconnect to continue.".into(),
+        _ => "The provider no longer accepts this connection. Reconnect to continue.".into(),
+    }
 }
 
 #[derive(Deserialize)]
@@ -96,29 +174,7 @@ async fn connect_page(
         .settings
         .providers
         .iter()
-        .map(|p| {
-            let existing = connections.iter().find(|c| c.provider == p.id);
-            let (status, status_label, action) = match existing.map(|c| c.status.as_str()) {
-                None | Some("revoked") => ("none", "Not connected", "Connect"),
-                Some("needs_reconnect") => ("broken", "Needs reconnect", "Reconnect"),
-                Some("degraded") => (
-                    "degraded",
-                    "Connected (provider having trouble)",
-                    "Reconnect",
-                ),
-                Some(_) => ("ok", "Connected", "Reconnect"),
-            };
-            Card {
-                id: p.id.clone(),
-                name: p.display_name.clone(),
-                status,
-                status_label,
-                account: existing
-                    .filter(|_| status != "none")
-                    .and_then(|c| c.account_label.clone().or_else(|| c.account_id.clone())),
-                action,
-            }
-        })
+        .map(|p| card(p, connections.iter().find(|c| c.provider == p.id)))
         .collect();
     let notice = query.connected.and_then(|id| {
         app.settings
@@ -140,10 +196,16 @@ async fn connect_page(
 pub struct StartForm {
     csrf: String,
     return_to: Option<String>,
+    /// Bullhorn: the user's Bullhorn username (decides the data center).
+    username: Option<String>,
+    /// Bullhorn API-user mode only.
+    password: Option<String>,
+    /// Bullhorn API-user mode: keep the password, sealed, for automatic recovery.
+    remember: Option<String>,
 }
 
 /// `POST /connect/{provider}`: records a pending authorization and sends the browser
-/// to the provider.
+/// to the provider (Bullhorn API-user mode connects right here instead).
 async fn start(
     State(app): State<AppState>,
     CurrentEndUser(user, _): CurrentEndUser,
@@ -170,6 +232,44 @@ async fn start(
             ));
         }
     };
+    let mut conn = app.pool.acquire().await?;
+    // A reconnect link repairs its own connection; other flows connect or replace as usual.
+    let reconnecting = match user.reconnect {
+        Some(id) => db::connections::get(&mut conn, id)
+            .await?
+            .filter(|c| c.provider == provider.id)
+            .map(|c| c.id),
+        None => None,
+    };
+    drop(conn);
+
+    let mut ctx = Context::default();
+    if let Kind::Bullhorn(cfg) = &provider.kind {
+        let username = form.username.as_deref().map(str::trim).unwrap_or_default();
+        if !bullhorn::valid_username(username) {
+            return Err(AppError::BadRequest("Enter your Bullhorn username.".into()));
+        }
+        ctx = bullhorn::login_info(&app.http, cfg, username)
+            .await
+            .map_err(|e| upstream_failure(provider, "loginInfo", e))?;
+        if cfg.api_user_mode {
+            let password = form
+                .password
+                .filter(|p| !p.is_empty() && p.len() <= 200)
+                .ok_or_else(|| AppError::BadRequest("Enter the API user's password.".into()))?;
+            let remember = form.remember.is_some();
+            let login = ApiUserLogin {
+                username,
+                password: SecretString::from(password),
+                remember,
+            };
+            super::api_user::connect(&app, provider, &user, ctx, reconnecting, login).await?;
+            return Ok(Redirect::to(
+                &return_to.unwrap_or_else(|| format!("/connect?connected={}", provider.id)),
+            )
+            .into_response());
+        }
+    }
 
     let state = crypto::random_token()?;
     let state_hash = crypto::token_hash(&state);
@@ -189,6 +289,10 @@ async fn start(
         )?),
         None => None,
     };
+    let mut context = ctx.to_json();
+    if let (Some(map), Some(r)) = (context.as_object_mut(), return_to) {
+        map.insert("return_to".into(), serde_json::Value::String(r));
+    }
     let now = app.clock.now();
     let mut conn = app.pool.acquire().await?;
     db::pending::insert(
@@ -198,17 +302,19 @@ async fn start(
             session_hash: &user.binding_hash(),
             provider: &provider.id,
             end_user_id: user.end_user_id,
-            connection_id: None,
+            connection_id: reconnecting,
             pkce_verifier: sealed_verifier.as_deref(),
-            context: serde_json::json!({ "return_to": return_to }),
+            context,
             created_at: now,
             expires_at: now + PENDING_TTL,
         },
     )
     .await?;
+    drop(conn);
     let redirect_uri = app.settings.redirect_uri(&provider.id);
     let url = authorize_url(
         provider,
+        provider.authorize_endpoint(&ctx),
         &AuthorizeRequest {
             redirect_uri: &redirect_uri,
             state: &state,

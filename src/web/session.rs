@@ -20,6 +20,9 @@ pub struct EndUserSession {
     binding: String,
     /// Form token for the connect page's POSTs.
     pub csrf: String,
+    /// The connection a reconnect link was opened for: flows for its provider repair it.
+    #[serde(default)]
+    pub reconnect: Option<Uuid>,
 }
 
 impl EndUserSession {
@@ -33,7 +36,11 @@ impl EndUserSession {
 }
 
 /// Binds the session to an end user with a new session id and fresh binding values.
-pub async fn bind(session: &Session, end_user_id: Uuid) -> Result<(), AppError> {
+pub async fn bind(
+    session: &Session,
+    end_user_id: Uuid,
+    reconnect: Option<Uuid>,
+) -> Result<(), AppError> {
     // A browser arriving with a session gets a new id; a brand-new one has none to cycle.
     if session.id().is_some() {
         session.cycle_id().await?;
@@ -42,6 +49,7 @@ pub async fn bind(session: &Session, end_user_id: Uuid) -> Result<(), AppError> 
         end_user_id,
         binding: crypto::random_token()?,
         csrf: crypto::random_token()?,
+        reconnect,
     };
     session.insert(KEY, value).await?;
     Ok(())

@@ -1,0 +1,325 @@
+//! Bullhorn: every host depends on the user's data center, found with `loginInfo`
+//! (one documented 307 followed explicitly); no scopes, no PKCE; token parameters in the
+//! query string; the OAuth access token is spent on REST `login`, and the credential a
+//! backend uses is `{BhRestToken, restUrl}`; refresh tokens rotate and die on use.
+
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+use time::OffsetDateTime;
+use url::Url;
+
+use super::{ClientAuth, Context, Kind, Provider, TokenBody};
+use crate::config::{ConfigError, ProviderSettings};
+use crate::oauth::identity::Account;
+use crate::oauth::token::{TokenError, read_limited, transport_error};
+
+const LOGIN_INFO_URL: &str = "https://rest.bullhornstaffing.com/rest-services/loginInfo";
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub login_info_url: Url,
+    /// Connect with an API user's credentials on our page (headless authorize).
+    pub api_user_mode: bool,
+}
+
+pub fn build(
+    id: &str,
+    raw: &ProviderSettings,
+    client_id: String,
+    client_secret: SecretString,
+) -> Result<Provider, ConfigError> {
+    let login_info_url = super::url_setting(
+        id,
+        "login_info_url",
+        raw.login_info_url.as_deref(),
+        Some(LOGIN_INFO_URL),
+    )?;
+    // The authorize and token URLs come from loginInfo per user; these are only fallbacks.
+    let fallback = login_info_url.clone();
+    Ok(Provider {
+        id: id.to_string(),
+        display_name: raw
+            .display_name
+            .clone()
+            .unwrap_or_else(|| "Bullhorn".into()),
+        kind: Kind::Bullhorn(Config {
+            login_info_url,
+            api_user_mode: raw.api_user_mode.unwrap_or(false),
+        }),
+        client_id,
+        client_secret,
+        authorize_url: fallback.clone(),
+        token_url: fallback,
+        scopes: Vec::new(),
+        scope_separator: " ".into(),
+        client_auth: ClientAuth::Body,
+        token_body: TokenBody::Query,
+        pkce: false,
+        authorize_params: raw.authorize_params.clone().into_iter().collect(),
+        issuer: None,
+        userinfo: None,
+        revocation_url: None,
+        refresh_token_lifetime: None,
+        keep_alive: false,
+        refresh_concurrency: None,
+    })
+}
+
+pub fn token_url(ctx: &Context) -> Option<Url> {
+    Url::parse(&format!(
+        "{}/token",
+        ctx.oauth_url.as_deref()?.trim_end_matches('/')
+    ))
+    .ok()
+}
+
+pub fn authorize_url(ctx: &Context) -> Option<Url> {
+    Url::parse(&format!(
+        "{}/authorize",
+        ctx.oauth_url.as_deref()?.trim_end_matches('/')
+    ))
+    .ok()
+}
+
+/// A Bullhorn username as typed on our page.
+pub fn valid_username(username: &str) -> bool {
+    (1..=100).contains(&username.len())
+        && !username
+            .chars()
+            .any(|c| c.is_control() || c.is_whitespace())
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct LoginInfo {
+    oauth_url: String,
+    rest_url: String,
+}
+
+/// Finds the user's data center. A 307 to the right data center is followed once,
+/// explicitly; nothing else is.
+pub async fn login_info(
+    http: &reqwest::Client,
+    cfg: &Config,
+    username: &str,
+) -> Result<Context, TokenError> {
+    let mut url = cfg.login_info_url.clone();
+    url.query_pairs_mut().append_pair("username", username);
+    let mut response = http
+        .get(url.clone())
+        .send()
+        .await
+        .map_err(transport_error)?;
+    if response.status() == reqwest::StatusCode::TEMPORARY_REDIRECT {
+        let target = response
+            .headers()
+            .get(reqwest::header::LOCATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|l| url.join(l).ok())
+            .filter(|u| matches!(u.scheme(), "http" | "https"))
+            .ok_or(TokenError::Malformed(
+                "loginInfo redirect without a usable Location",
+            ))?;
+        response = http.get(target).send().await.map_err(transport_error)?;
+    }
+    let status = response.status();
+    let body = read_limited(response).await?;
+    if status == reqwest::StatusCode::NOT_FOUND || status == reqwest::StatusCode::BAD_REQUEST {
+        return Err(TokenError::Rejected("unknown Bullhorn username".into()));
+    }
+    if status.is_server_error() {
+        return Err(TokenError::Unavailable(status.as_u16()));
+    }
+    if !status.is_success() {
+        return Err(TokenError::Rejected(format!(
+            "loginInfo answered HTTP {}",
+            status.as_u16()
+        )));
+    }
+    let info: LoginInfo =
+        serde_json::from_slice(&body).map_err(|_| TokenError::Malformed("loginInfo answer"))?;
+    let check = |u: &str| {
+        Url::parse(u)
+            .ok()
+            .filter(|u| matches!(u.scheme(), "http" | "https"))
+            .map(|_| u.to_string())
+    };
+    Ok(Context {
+        oauth_url: Some(check(&info.oauth_url).ok_or(TokenError::Malformed("loginInfo oauthUrl"))?),
+        rest_url: Some(check(&info.rest_url).ok_or(TokenError::Malformed("loginInfo restUrl"))?),
+        ..Context::default()
+    })
+}
+
+/// Why a headless (API user) authorization did not give a code.
+#[derive(Debug, thiserror::Error)]
+pub enum HeadlessError {
+    #[error("Bullhorn did not accept that username and password")]
+    WrongCredentials,
+    #[error(transparent)]
+    Provider(#[from] TokenError),
+}
+
+/// The seed's step 1: `authorize?…&action=Login&username&password`. The code is read
+/// from the redirect's `Location` without following it.
+pub async fn headless_code(
+    http: &reqwest::Client,
+    provider: &Provider,
+    ctx: &Context,
+    redirect_uri: &str,
+    username: &str,
+    password: &SecretString,
+) -> Result<String, HeadlessError> {
+    let mut url = authorize_url(ctx).ok_or(TokenError::Malformed("no data center"))?;
+    url.query_pairs_mut()
+        .append_pair("client_id", &provider.client_id)
+        .append_pair("response_type", "code")
+        .append_pair("redirect_uri", redirect_uri)
+        .append_pair("action", "Login")
+        .append_pair("username", username)
+        .append_pair("password", password.expose_secret());
+    let response = http.get(url).send().await.map_err(transport_error)?;
+    if response.status().is_server_error() {
+        return Err(TokenError::Unavailable(response.status().as_u16()).into());
+    }
+    if !response.status().is_redirection() {
+        // Wrong credentials: Bullhorn answers with its HTML login page, no redirect.
+        return Err(HeadlessError::WrongCredentials);
+    }
+    let location = response
+        .headers()
+        .get(reqwest::header::LOCATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|l| Url::parse(l).ok())
+        .ok_or(TokenError::Malformed("authorize redirect without Location"))?;
+    location
+        .query_pairs()
+        .find(|(k, _)| k == "code")
+        .map(|(_, v)| v.into_owned())
+        .filter(|c| !c.is_empty())
+        .ok_or(HeadlessError::WrongCredentials)
+}
+
+/// A REST session: the credential a backend uses.
+pub struct RestSession {
+    pub bh_rest_token: SecretString,
+    pub rest_url: String,
+    pub expires_at: Option<OffsetDateTime>,
+}
+
+#[derive(Deserialize)]
+struct LoginAnswer {
+    #[serde(rename = "BhRestToken")]
+    bh_rest_token: String,
+    #[serde(rename = "restUrl")]
+    rest_url: String,
+}
+
+/// Spends the (one-shot) OAuth access token on REST `login`, then asks `ping` when the
+/// session expires.
+pub async fn rest_login(
+    http: &reqwest::Client,
+    ctx: &Context,
+    access_token: &SecretString,
+) -> Result<RestSession, TokenError> {
+    let base = ctx
+        .rest_url
+        .as_deref()
+        .ok_or(TokenError::Malformed("no REST host"))?;
+    let mut url = Url::parse(&format!("{}/login", base.trim_end_matches('/')))
+        .map_err(|_| TokenError::Malformed("REST host"))?;
+    url.query_pairs_mut()
+        .append_pair("version", "*")
+        .append_pair("access_token", access_token.expose_secret());
+    let response = http.post(url).send().await.map_err(transport_error)?;
+    let status = response.status();
+    let body = read_limited(response).await?;
+    if status.is_server_error() {
+        return Err(TokenError::Unavailable(status.as_u16()));
+    }
+    if status == reqwest::StatusCode::TOO_MANY_REQUESTS {
+        return Err(TokenError::Throttled { retry_after: None });
+    }
+    if !status.is_success() {
+        return Err(TokenError::Rejected(format!(
+            "REST login answered HTTP {}",
+            status.as_u16()
+        )));
+    }
+    let answer: LoginAnswer =
+        serde_json::from_slice(&body).map_err(|_| TokenError::Malformed("REST login answer"))?;
+    Url::parse(&answer.rest_url).map_err(|_| TokenError::Malformed("REST login restUrl"))?;
+    let mut session = RestSession {
+        bh_rest_token: SecretString::from(answer.bh_rest_token),
+        rest_url: answer.rest_url,
+        expires_at: None,
+    };
+    session.expires_at = ping(http, &session).await.ok();
+    Ok(session)
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Ping {
+    session_expires: i64,
+}
+
+async fn rest_get(
+    http: &reqwest::Client,
+    session: &RestSession,
+    path: &str,
+) -> Result<Vec<u8>, TokenError> {
+    let url = format!("{}{path}", session.rest_url);
+    let response = http
+        .get(url)
+        .header("BhRestToken", session.bh_rest_token.expose_secret())
+        .send()
+        .await
+        .map_err(transport_error)?;
+    let status = response.status();
+    let body = read_limited(response).await?;
+    if status.is_server_error() {
+        return Err(TokenError::Unavailable(status.as_u16()));
+    }
+    if !status.is_success() {
+        return Err(TokenError::Rejected(format!(
+            "REST {path} answered HTTP {}",
+            status.as_u16()
+        )));
+    }
+    Ok(body)
+}
+
+pub async fn ping(
+    http: &reqwest::Client,
+    session: &RestSession,
+) -> Result<OffsetDateTime, TokenError> {
+    let ping: Ping = serde_json::from_slice(&rest_get(http, session, "ping").await?)
+        .map_err(|_| TokenError::Malformed("ping answer"))?;
+    OffsetDateTime::from_unix_timestamp_nanos(i128::from(ping.session_expires) * 1_000_000)
+        .map_err(|_| TokenError::Malformed("ping sessionExpires"))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct UserId {
+    user_id: serde_json::Value,
+}
+
+/// Who am I: `settings/userId`.
+pub async fn identify(
+    http: &reqwest::Client,
+    session: &RestSession,
+) -> Result<Account, TokenError> {
+    let answer: UserId = serde_json::from_slice(&rest_get(http, session, "settings/userId").await?)
+        .map_err(|_| TokenError::Malformed("settings/userId answer"))?;
+    let id = match answer.user_id {
+        serde_json::Value::Number(n) => n.to_string(),
+        serde_json::Value::String(s) if !s.is_empty() => s,
+        _ => return Err(TokenError::Malformed("settings/userId answer")),
+    };
+    Ok(Account {
+        label: Some(format!("Bullhorn user {id}")),
+        id: Some(id),
+    })
+}

@@ -1,0 +1,280 @@
+//! Zoho Recruit: authorize at the US accounts server, which forwards users to their
+//! data center; the callback's `accounts-server` (checked against known hosts, since it
+//! arrives in the URL) decides every later token call; errors come as HTTP 200 with an
+//! `error` key; refresh never rotates; Recruit's API host is mapped per data center.
+
+use std::collections::BTreeMap;
+
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+use url::Url;
+
+use super::{ClientAuth, Context, Kind, Provider, TokenBody};
+use crate::config::{ConfigError, ProviderSettings};
+use crate::oauth::identity::Account;
+use crate::oauth::token::{TokenError, read_limited, transport_error};
+
+/// location → (accounts server, Recruit API host).
+const DATA_CENTERS: &[(&str, &str, &str)] = &[
+    (
+        "us",
+        "https://accounts.zoho.com",
+        "https://recruit.zoho.com",
+    ),
+    ("eu", "https://accounts.zoho.eu", "https://recruit.zoho.eu"),
+    ("in", "https://accounts.zoho.in", "https://recruit.zoho.in"),
+    (
+        "au",
+        "https://accounts.zoho.com.au",
+        "https://recruit.zoho.com.au",
+    ),
+    ("jp", "https://accounts.zoho.jp", "https://recruit.zoho.jp"),
+    ("uk", "https://accounts.zoho.uk", "https://recruit.zoho.uk"),
+    ("sa", "https://accounts.zoho.sa", "https://recruit.zoho.sa"),
+    (
+        "ca",
+        "https://accounts.zohocloud.ca",
+        "https://recruit.zohocloud.ca",
+    ),
+    (
+        "cn",
+        "https://accounts.zoho.com.cn",
+        "https://recruit.zoho.com.cn",
+    ),
+];
+const DEFAULT_SCOPES: &[&str] = &[
+    "ZohoRecruit.modules.ALL",
+    "ZohoRecruit.users.READ",
+    "ZohoRecruit.org.READ",
+];
+
+#[derive(Debug, Clone)]
+pub struct DataCenter {
+    pub location: String,
+    pub accounts_url: String,
+    pub api_url: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub data_centers: Vec<DataCenter>,
+}
+
+impl Config {
+    /// The data center whose accounts server is exactly this one, if any.
+    pub fn by_accounts_server(&self, server: &str) -> Option<&DataCenter> {
+        let server = server.trim_end_matches('/');
+        self.data_centers
+            .iter()
+            .find(|dc| dc.accounts_url == server)
+    }
+
+    pub fn by_location(&self, location: &str) -> Option<&DataCenter> {
+        self.data_centers.iter().find(|dc| dc.location == location)
+    }
+
+    pub fn token_url(&self, ctx: &Context) -> Option<Url> {
+        let dc = self.by_accounts_server(ctx.accounts_server.as_deref()?)?;
+        Url::parse(&format!("{}/oauth/v2/token", dc.accounts_url)).ok()
+    }
+
+    /// The callback names the data center; only a known accounts server is accepted.
+    pub fn context_from_callback(
+        &self,
+        accounts_server: Option<&str>,
+        location: Option<&str>,
+    ) -> Option<Context> {
+        let dc = match accounts_server {
+            Some(server) => self.by_accounts_server(server)?,
+            // Without the parameter the grant was made at the US server we sent the user to.
+            None => self.by_location("us").or(self.data_centers.first())?,
+        };
+        if location.is_some_and(|l| l != dc.location) {
+            return None;
+        }
+        Some(Context {
+            location: Some(dc.location.clone()),
+            accounts_server: Some(dc.accounts_url.clone()),
+            api_host: Some(dc.api_url.clone()),
+            ..Context::default()
+        })
+    }
+}
+
+pub fn build(
+    id: &str,
+    raw: &ProviderSettings,
+    client_id: String,
+    client_secret: SecretString,
+) -> Result<Provider, ConfigError> {
+    let mut data_centers = Vec::new();
+    if raw.data_centers.is_empty() {
+        for (location, accounts, api) in DATA_CENTERS {
+            data_centers.push(DataCenter {
+                location: location.to_string(),
+                accounts_url: accounts.to_string(),
+                api_url: api.to_string(),
+            });
+        }
+    } else {
+        for (location, dc) in &raw.data_centers {
+            let key = |k: &str| format!("data_centers.{location}.{k}");
+            let accounts =
+                super::url_setting(id, &key("accounts_url"), Some(&dc.accounts_url), None)?;
+            let api = super::url_setting(id, &key("api_url"), Some(&dc.api_url), None)?;
+            data_centers.push(DataCenter {
+                location: location.clone(),
+                accounts_url: accounts.as_str().trim_end_matches('/').to_string(),
+                api_url: api.as_str().trim_end_matches('/').to_string(),
+            });
+        }
+    }
+    let us = data_centers
+        .iter()
+        .find(|dc| dc.location == "us")
+        .or(data_centers.first())
+        .ok_or_else(|| {
+            ConfigError::new(
+                format!("providers.{id}.data_centers"),
+                "at least one is needed",
+            )
+        })?
+        .clone();
+    // Without offline access there is no refresh token; without consent a second grant has none.
+    let mut params: BTreeMap<String, String> = [("access_type", "offline"), ("prompt", "consent")]
+        .into_iter()
+        .map(|(k, v)| (k.into(), v.into()))
+        .collect();
+    params.extend(raw.authorize_params.clone());
+    Ok(Provider {
+        id: id.to_string(),
+        display_name: raw
+            .display_name
+            .clone()
+            .unwrap_or_else(|| "Zoho Recruit".into()),
+        kind: Kind::Zoho(Config { data_centers }),
+        client_id,
+        client_secret,
+        authorize_url: super::url_setting(
+            id,
+            "authorize_url",
+            raw.authorize_url.as_deref(),
+            Some(&format!("{}/oauth/v2/auth", us.accounts_url)),
+        )?,
+        token_url: super::url_setting(
+            id,
+            "token_url",
+            None,
+            Some(&format!("{}/oauth/v2/token", us.accounts_url)),
+        )?,
+        scopes: raw
+            .scopes
+            .clone()
+            .unwrap_or_else(|| DEFAULT_SCOPES.iter().map(|s| s.to_string()).collect()),
+        scope_separator: ",".into(),
+        client_auth: ClientAuth::Body,
+        token_body: TokenBody::Form,
+        pkce: false,
+        authorize_params: params.into_iter().collect(),
+        issuer: None,
+        userinfo: None,
+        revocation_url: None,
+        refresh_token_lifetime: None,
+        // Zoho caps live access tokens per grant: refresh on demand only.
+        keep_alive: false,
+        refresh_concurrency: None,
+    })
+}
+
+#[derive(Deserialize)]
+struct Users {
+    users: Vec<User>,
+}
+
+#[derive(Deserialize)]
+struct User {
+    id: serde_json::Value,
+    full_name: Option<String>,
+    email: Option<String>,
+}
+
+/// Who am I: `users?type=CurrentUser` on the data center's Recruit host.
+pub async fn identify(
+    http: &reqwest::Client,
+    ctx: &Context,
+    access_token: &SecretString,
+) -> Result<Account, TokenError> {
+    let host = ctx
+        .api_host
+        .as_deref()
+        .ok_or(TokenError::Malformed("no Recruit host"))?;
+    let response = http
+        .get(format!("{host}/recruit/v2/users?type=CurrentUser"))
+        .header(
+            reqwest::header::AUTHORIZATION,
+            format!("Zoho-oauthtoken {}", access_token.expose_secret()),
+        )
+        .send()
+        .await
+        .map_err(transport_error)?;
+    let status = response.status();
+    let body = read_limited(response).await?;
+    if status.is_server_error() {
+        return Err(TokenError::Unavailable(status.as_u16()));
+    }
+    if !status.is_success() {
+        return Err(TokenError::Rejected(format!(
+            "Recruit users answered HTTP {}",
+            status.as_u16()
+        )));
+    }
+    let users: Users =
+        serde_json::from_slice(&body).map_err(|_| TokenError::Malformed("Recruit users answer"))?;
+    let user = users
+        .users
+        .into_iter()
+        .next()
+        .ok_or(TokenError::Malformed("Recruit users answer is empty"))?;
+    let id = match user.id {
+        serde_json::Value::String(s) => s,
+        serde_json::Value::Number(n) => n.to_string(),
+        _ => return Err(TokenError::Malformed("Recruit user id")),
+    };
+    let label = match (user.full_name, user.email) {
+        (Some(n), Some(e)) => Some(format!("{n} <{e}>")),
+        (n, e) => n.or(e),
+    };
+    Ok(Account {
+        id: Some(id),
+        label,
+    })
+}
+
+/// Revokes a refresh token at the connection's accounts server.
+pub async fn revoke(
+    http: &reqwest::Client,
+    cfg: &Config,
+    ctx: &Context,
+    refresh_token: &SecretString,
+) -> Result<(), TokenError> {
+    let dc = ctx
+        .accounts_server
+        .as_deref()
+        .and_then(|s| cfg.by_accounts_server(s))
+        .ok_or(TokenError::Malformed("no known accounts server"))?;
+    let mut url = Url::parse(&format!("{}/oauth/v2/token/revoke", dc.accounts_url))
+        .map_err(|_| TokenError::Malformed("accounts server"))?;
+    url.query_pairs_mut()
+        .append_pair("token", refresh_token.expose_secret());
+    let response = http.post(url).send().await.map_err(transport_error)?;
+    let status = response.status();
+    let body = read_limited(response).await?;
+    let json: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+    if status.is_success() && json.get("error").is_none() {
+        Ok(())
+    } else if status.is_server_error() {
+        Err(TokenError::Unavailable(status.as_u16()))
+    } else {
+        Err(TokenError::Rejected("revoke refused".into()))
+    }
+}
