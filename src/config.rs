@@ -55,7 +55,40 @@ pub struct RawSettings {
     #[serde(default)]
     pub links: LinkSettings,
     #[serde(default)]
+    pub refresher: RefresherSettings,
+    #[serde(default)]
     pub providers: BTreeMap<String, ProviderSettings>,
+}
+
+/// Refreshing: on demand (credential API) and in the background.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RefresherSettings {
+    /// Run the background refresher in `serve`.
+    pub enabled: bool,
+    /// Seconds between looks for connections due.
+    pub interval_secs: u64,
+    /// Most background refreshes in flight at once (per provider: `refresh_concurrency`).
+    pub concurrency: usize,
+    /// Connections claimed per look.
+    pub batch: i64,
+    /// How long a claimed refresh lease lasts, in seconds (longer than any refresh takes).
+    pub lease_secs: i64,
+    /// Hand out a credential only if it stays valid this many more seconds; refresh otherwise.
+    pub margin_secs: i64,
+}
+
+impl Default for RefresherSettings {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            interval_secs: 30,
+            concurrency: 16,
+            batch: 200,
+            lease_secs: 60,
+            margin_secs: 60,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -101,12 +134,14 @@ impl Default for DatabaseSettings {
 #[serde(deny_unknown_fields, default)]
 pub struct LinkSettings {
     pub connect_link_hours: i64,
+    pub reconnect_link_days: i64,
 }
 
 impl Default for LinkSettings {
     fn default() -> Self {
         Self {
             connect_link_hours: 24,
+            reconnect_link_days: 7,
         }
     }
 }
@@ -182,6 +217,7 @@ pub struct Settings {
     pub database: DatabaseSettings,
     pub keys: KeyRing,
     pub links: LinkSettings,
+    pub refresher: RefresherSettings,
     /// Offered providers in display order.
     pub providers: Vec<Provider>,
     /// Configured but not offered, with the reason (shown to admins).
@@ -260,6 +296,19 @@ impl RawSettings {
                 "must be between 1 and 10",
             ));
         }
+        let r = &self.refresher;
+        if r.concurrency == 0 || r.batch <= 0 || r.interval_secs == 0 {
+            return Err(ConfigError::new(
+                "refresher",
+                "concurrency, batch and interval_secs must be positive",
+            ));
+        }
+        if r.lease_secs < 3 * self.server.http_timeout_secs as i64 || r.margin_secs < 0 {
+            return Err(ConfigError::new(
+                "refresher.lease_secs",
+                "must be at least three times server.http_timeout_secs (a refresh may retry once and log in)",
+            ));
+        }
         if self.links.connect_link_hours <= 0 {
             return Err(ConfigError::new(
                 "links.connect_link_hours",
@@ -290,6 +339,7 @@ impl RawSettings {
             database: self.database,
             keys,
             links: self.links,
+            refresher: self.refresher,
             providers: offered,
             unavailable_providers: unavailable,
         })

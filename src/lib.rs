@@ -7,6 +7,7 @@ pub mod crypto;
 pub mod db;
 pub mod error;
 pub mod grants;
+pub mod lifecycle;
 pub mod oauth;
 pub mod providers;
 pub mod sandbox;
@@ -33,6 +34,9 @@ pub struct Inner {
     pub pool: PgPool,
     pub http: reqwest::Client,
     pub clock: Clock,
+    /// Names this process as the holder of refresh leases.
+    pub instance_id: String,
+    pub refresh_locks: lifecycle::RefreshLocks,
 }
 
 impl std::ops::Deref for AppState {
@@ -45,11 +49,14 @@ impl std::ops::Deref for AppState {
 impl AppState {
     pub fn new(settings: Settings, pool: PgPool, clock: Clock) -> anyhow::Result<Self> {
         let http = outbound_client(settings.http_timeout())?;
+        let instance_id = format!("keyhaven-{}", uuid::Uuid::new_v4().simple());
         Ok(Self(Arc::new(Inner {
             settings,
             pool,
             http,
             clock,
+            instance_id,
+            refresh_locks: lifecycle::RefreshLocks::default(),
         })))
     }
 }
@@ -123,11 +130,20 @@ impl Application {
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
         let housekeeping = tokio::spawn(web::housekeeping(self.state.clone(), self.store.clone()));
+        let refresher = self
+            .state
+            .settings
+            .refresher
+            .enabled
+            .then(|| tokio::spawn(lifecycle::refresher::run(self.state.clone())));
         let app = web::router(self.state, self.store);
         let result = axum::serve(self.listener, app)
             .with_graceful_shutdown(shutdown)
             .await;
         housekeeping.abort();
+        if let Some(task) = refresher {
+            task.abort();
+        }
         Ok(result?)
     }
 }

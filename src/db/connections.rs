@@ -205,3 +205,9 @@ pub async fn find_for_end_user(
     .fetch_optional(conn)
     .await
 }
+
+pub async fn end_user_of(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<Option<Uuid>> {
+    sqlx::query_scalar!("SELECT end_user_id FROM connections WHERE id = $1", id)
+        .fetch_optional(conn)
+        .await
+}

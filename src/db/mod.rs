@@ -7,6 +7,7 @@ pub mod end_users;
 pub mod events;
 pub mod links;
 pub mod pending;
+pub mod refresh;
 
 use sqlx::migrate::MigrateDatabase;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};

@@ -5,4 +5,5 @@ pub mod authorize;
 pub mod callback_params;
 pub mod establish;
 pub mod identity;
+pub mod revoke;
 pub mod token;

@@ -1,8 +1,10 @@
 //! The JSON API for the host product's backend (Bearer API key).
 
-use axum::extract::{FromRequestParts, Path, State};
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{FromRequestParts, Path, Query, State};
 use axum::http::StatusCode;
 use axum::http::request::Parts;
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
@@ -13,6 +15,7 @@ use crate::AppState;
 use crate::crypto;
 use crate::db;
 use crate::error::{ApiError, ApiResult, AppError};
+use crate::lifecycle::{self, LifecycleError, disconnect, reconnect};
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -20,6 +23,24 @@ pub fn router() -> Router<AppState> {
         .route(
             "/end-users/{external_id}/connections",
             get(list_connections),
+        )
+        .route(
+            "/connections/{id}",
+            get(get_connection).delete(delete_connection),
+        )
+        .route("/connections/{id}/credentials", get(credentials))
+        .route("/connections/{id}/reconnect-link", post(reconnect_link))
+        .route(
+            "/end-users/{external_id}/connections/{provider}",
+            get(get_user_connection).delete(delete_user_connection),
+        )
+        .route(
+            "/end-users/{external_id}/connections/{provider}/credentials",
+            get(user_credentials),
+        )
+        .route(
+            "/end-users/{external_id}/connections/{provider}/reconnect-link",
+            post(user_reconnect_link),
         )
         .fallback(|| async { ApiError(AppError::NotFound) })
 }
@@ -174,4 +195,195 @@ async fn list_connections(
         .ok_or(AppError::NotFound)?;
     let list = db::connections::list_for_end_user(&mut conn, user.id).await?;
     Ok(Json(list.into_iter().map(ConnectionView::from).collect()))
+}
+
+/// `{id}` as a connection id; anything else is simply not found.
+fn parse_id(raw: &str) -> Result<Uuid, ApiError> {
+    Uuid::parse_str(raw).map_err(|_| ApiError(AppError::NotFound))
+}
+
+async fn connection_of(
+    app: &AppState,
+    external_id: &str,
+    provider: &str,
+) -> Result<Uuid, ApiError> {
+    let mut conn = app.pool.acquire().await?;
+    let user = db::end_users::find_by_external_id(&mut conn, external_id)
+        .await?
+        .ok_or(AppError::NotFound)?;
+    let found = db::connections::find_for_end_user(&mut conn, user.id, provider).await?;
+    Ok(found.ok_or(AppError::NotFound)?.id)
+}
+
+async fn view(app: &AppState, id: Uuid) -> ApiResult<Json<ConnectionView>> {
+    let mut conn = app.pool.acquire().await?;
+    let found = db::connections::get(&mut conn, id)
+        .await?
+        .ok_or(AppError::NotFound)?;
+    Ok(Json(found.into()))
+}
+
+async fn get_connection(
+    State(app): State<AppState>,
+    _key: ApiKey,
+    Path(id): Path<String>,
+) -> ApiResult<Json<ConnectionView>> {
+    view(&app, parse_id(&id)?).await
+}
+
+async fn get_user_connection(
+    State(app): State<AppState>,
+    _key: ApiKey,
+    Path((external_id, provider)): Path<(String, String)>,
+) -> ApiResult<Json<ConnectionView>> {
+    let id = connection_of(&app, &external_id, &provider).await?;
+    view(&app, id).await
+}
+
+#[derive(Deserialize)]
+pub struct CredentialQuery {
+    #[serde(default)]
+    force_refresh: bool,
+}
+
+async fn credentials(
+    State(app): State<AppState>,
+    _key: ApiKey,
+    Path(id): Path<String>,
+    query: Result<Query<CredentialQuery>, QueryRejection>,
+) -> Response {
+    let Ok(Query(query)) = query else {
+        return ApiError(AppError::BadRequest(
+            "force_refresh must be true or false".into(),
+        ))
+        .into_response();
+    };
+    match parse_id(&id) {
+        Ok(id) => credential_response(&app, id, query.force_refresh).await,
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn user_credentials(
+    State(app): State<AppState>,
+    _key: ApiKey,
+    Path((external_id, provider)): Path<(String, String)>,
+    query: Result<Query<CredentialQuery>, QueryRejection>,
+) -> Response {
+    let Ok(Query(query)) = query else {
+        return ApiError(AppError::BadRequest(
+            "force_refresh must be true or false".into(),
+        ))
+        .into_response();
+    };
+    match connection_of(&app, &external_id, &provider).await {
+        Ok(id) => credential_response(&app, id, query.force_refresh).await,
+        Err(e) => e.into_response(),
+    }
+}
+
+/// A credential, or a JSON error with a stable code; a dead grant answers 409 with a
+/// fresh reconnect link for its user.
+async fn credential_response(app: &AppState, id: Uuid, force: bool) -> Response {
+    let error = |status: StatusCode, code: &str, message: &str| {
+        (
+            status,
+            Json(serde_json::json!({ "code": code, "message": message })),
+        )
+            .into_response()
+    };
+    match lifecycle::credential(app, id, force).await {
+        Ok(credential) => Json(credential).into_response(),
+        Err(LifecycleError::NotFound) => ApiError(AppError::NotFound).into_response(),
+        Err(LifecycleError::NeedsReconnect) => match reconnect::issue_link(app, id).await {
+            Ok((url, expires_at)) => (
+                StatusCode::CONFLICT,
+                Json(serde_json::json!({
+                    "code": "needs_reconnect",
+                    "message": "The grant is no longer valid; the user must reconnect.",
+                    "reconnect_url": url,
+                    "reconnect_url_expires_at": expires_at.format(&time::format_description::well_known::Rfc3339).ok(),
+                })),
+            )
+                .into_response(),
+            Err(e) => ApiError(e).into_response(),
+        },
+        Err(LifecycleError::ProviderUnavailable(e, retry_after)) => {
+            let mut response = error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "provider_unavailable",
+                &format!("The provider is unavailable ({}); the grant is kept and retried.", e.code()),
+            );
+            if let Some(after) = retry_after.and_then(|d| d.as_secs().to_string().parse().ok()) {
+                response.headers_mut().insert(axum::http::header::RETRY_AFTER, after);
+            }
+            response
+        }
+        Err(LifecycleError::ProviderMisconfigured) => error(
+            StatusCode::BAD_GATEWAY,
+            "provider_misconfigured",
+            "The provider rejected Keyhaven's client credentials; an administrator has been alerted.",
+        ),
+        Err(LifecycleError::App(e)) => ApiError(e).into_response(),
+    }
+}
+
+async fn reconnect_link(
+    State(app): State<AppState>,
+    _key: ApiKey,
+    Path(id): Path<String>,
+) -> ApiResult<(StatusCode, Json<ConnectLinkResponse>)> {
+    let id = parse_id(&id)?;
+    let (url, expires_at) = reconnect::issue_link(&app, id).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(ConnectLinkResponse { url, expires_at }),
+    ))
+}
+
+async fn user_reconnect_link(
+    State(app): State<AppState>,
+    _key: ApiKey,
+    Path((external_id, provider)): Path<(String, String)>,
+) -> ApiResult<(StatusCode, Json<ConnectLinkResponse>)> {
+    let id = connection_of(&app, &external_id, &provider).await?;
+    let (url, expires_at) = reconnect::issue_link(&app, id).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(ConnectLinkResponse { url, expires_at }),
+    ))
+}
+
+async fn delete_connection(
+    State(app): State<AppState>,
+    _key: ApiKey,
+    Path(id): Path<String>,
+) -> Response {
+    match parse_id(&id) {
+        Ok(id) => disconnect_response(&app, id).await,
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn delete_user_connection(
+    State(app): State<AppState>,
+    _key: ApiKey,
+    Path((external_id, provider)): Path<(String, String)>,
+) -> Response {
+    match connection_of(&app, &external_id, &provider).await {
+        Ok(id) => disconnect_response(&app, id).await,
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn disconnect_response(app: &AppState, id: Uuid) -> Response {
+    match disconnect::disconnect(app, id, "api").await {
+        Ok(revocation) => {
+            Json(serde_json::json!({ "status": "revoked", "revocation": revocation }))
+                .into_response()
+        }
+        Err(LifecycleError::NotFound) => ApiError(AppError::NotFound).into_response(),
+        Err(LifecycleError::App(e)) => ApiError(e).into_response(),
+        Err(e) => ApiError(AppError::internal(anyhow::anyhow!("{e}"))).into_response(),
+    }
 }

@@ -1,0 +1,136 @@
+//! `credential()`: a valid credential for a connection, refreshed first when it expires
+//! within the margin (or when forced).
+
+use std::fmt;
+
+use serde::Serialize;
+use time::{Duration, OffsetDateTime};
+use uuid::Uuid;
+
+use super::{LifecycleError, refresh};
+use crate::AppState;
+use crate::db::refresh::{self as db, GrantRow};
+use crate::grants::sealed_at;
+use crate::providers::{Context, Kind};
+
+/// What a backend uses to call the provider. Never logged.
+#[derive(Serialize)]
+pub struct Credential {
+    pub connection_id: Uuid,
+    pub provider: String,
+    pub access_token: String,
+    pub token_type: String,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub expires_at: Option<OffsetDateTime>,
+    /// Provider extras: Bullhorn `BhRestToken` and `restUrl`, Zoho `api_host`.
+    pub extras: serde_json::Map<String, serde_json::Value>,
+}
+
+impl fmt::Debug for Credential {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Credential")
+            .field("connection_id", &self.connection_id)
+            .field("provider", &self.provider)
+            .field("access_token", &"[redacted]")
+            .field("expires_at", &self.expires_at)
+            .finish_non_exhaustive()
+    }
+}
+
+pub async fn credential(
+    app: &AppState,
+    id: Uuid,
+    force: bool,
+) -> Result<Credential, LifecycleError> {
+    let first = load(app, id).await?;
+    usable(&first)?;
+    if !force && fresh(app, &first) {
+        return build(app, &first).await;
+    }
+    // One refresh per connection in this process; later callers get its result.
+    let _guard = app.refresh_locks.lock(id).await;
+    let row = load(app, id).await?;
+    usable(&row)?;
+    if fresh(app, &row) && (!force || row.version != first.version) {
+        return build(app, &row).await;
+    }
+    refresh::refresh(app, row, first.version).await
+}
+
+pub(crate) async fn load(app: &AppState, id: Uuid) -> Result<GrantRow, LifecycleError> {
+    let mut conn = app.pool.acquire().await?;
+    db::load(&mut conn, id)
+        .await?
+        .ok_or(LifecycleError::NotFound)
+}
+
+pub(crate) fn usable(row: &GrantRow) -> Result<(), LifecycleError> {
+    match row.status.as_str() {
+        "active" | "degraded" => Ok(()),
+        _ => Err(LifecycleError::NeedsReconnect),
+    }
+}
+
+/// Valid for at least the margin (an unknown expiry counts as valid).
+pub(crate) fn fresh(app: &AppState, row: &GrantRow) -> bool {
+    let margin = Duration::seconds(app.settings.refresher.margin_secs);
+    let has_credential = row.access_token.is_some()
+        && (row.provider != "bullhorn" || row.provider_session.is_some());
+    has_credential
+        && row
+            .access_expires_at
+            .is_none_or(|at| at - margin > app.clock.now())
+}
+
+/// Opens the stored credential. A value that fails to open (moved, tampered, key
+/// removed) marks the connection broken instead of failing every call.
+pub(crate) async fn build(app: &AppState, row: &GrantRow) -> Result<Credential, LifecycleError> {
+    let provider = app
+        .settings
+        .provider(&row.provider)
+        .ok_or(LifecycleError::ProviderMisconfigured)?;
+    let ctx = Context::from_json(&row.metadata);
+    let keys = &app.settings.keys;
+    let open = |column: &'static str, sealed: &Option<Vec<u8>>| match sealed {
+        Some(bytes) => keys
+            .open_string(bytes, sealed_at(&row.id, column))
+            .map(Some),
+        None => Ok(None),
+    };
+    let opened = match &provider.kind {
+        Kind::Bullhorn(_) => open("provider_session", &row.provider_session),
+        _ => open("access_token", &row.access_token),
+    };
+    let token = match opened {
+        Ok(Some(token)) => token,
+        Ok(None) => return Err(LifecycleError::NeedsReconnect),
+        Err(e) => return Err(refresh::broken(app, row, &e.to_string()).await),
+    };
+    let mut extras = serde_json::Map::new();
+    let token_type = match &provider.kind {
+        Kind::Bullhorn(_) => {
+            extras.insert("BhRestToken".into(), token.clone().into());
+            extras.insert(
+                "restUrl".into(),
+                ctx.session_rest_url.clone().unwrap_or_default().into(),
+            );
+            "BhRestToken"
+        }
+        Kind::Zoho(_) => {
+            extras.insert(
+                "api_host".into(),
+                ctx.api_host.clone().unwrap_or_default().into(),
+            );
+            "Zoho-oauthtoken"
+        }
+        _ => "Bearer",
+    };
+    Ok(Credential {
+        connection_id: row.id,
+        provider: row.provider.clone(),
+        access_token: token,
+        token_type: token_type.into(),
+        expires_at: row.access_expires_at,
+        extras,
+    })
+}

@@ -1,0 +1,377 @@
+//! One refresh of one connection, across every instance: claim the lease (or wait for
+//! whoever holds it), call the provider with no transaction open, commit the new refresh
+//! token before anything else, and sort failures into their classes.
+
+use std::time::{Duration as StdDuration, Instant};
+
+use rand::Rng;
+use secrecy::{ExposeSecret, SecretString};
+use time::Duration;
+
+use super::LifecycleError;
+use super::credential::{Credential, build, fresh, load, usable};
+use crate::AppState;
+use crate::db;
+use crate::db::refresh::{GrantRow, Refreshed};
+use crate::grants::{self, NewConnection, sealed_at};
+use crate::oauth::establish;
+use crate::oauth::token::{self, Grant, TokenError, TokenSet};
+use crate::providers::{Context, Kind, Provider, bullhorn};
+use crate::web::api_user::{self, StoredCredentials};
+
+const WAIT_STEP: StdDuration = StdDuration::from_millis(50);
+
+/// Refreshes unless another instance is already doing it, in which case its result is
+/// awaited. `seen_version` is the version the caller found stale.
+pub async fn refresh(
+    app: &AppState,
+    row: GrantRow,
+    seen_version: i64,
+) -> Result<Credential, LifecycleError> {
+    let lease = Duration::seconds(app.settings.refresher.lease_secs);
+    let give_up =
+        Instant::now() + StdDuration::from_secs(app.settings.refresher.lease_secs as u64 + 2);
+    let id = row.id;
+    loop {
+        let now = app.clock.now();
+        let claimed = {
+            let mut conn = app.pool.acquire().await?;
+            db::refresh::claim_lease(&mut conn, id, &app.instance_id, now, now + lease).await?
+        };
+        if let Some(current) = claimed {
+            // Re-read under the claim: another instance may have just finished.
+            if current.version != seen_version && fresh(app, &current) {
+                release(app, id).await?;
+                return build(app, &current).await;
+            }
+            return refresh_claimed(app, current).await;
+        }
+        if Instant::now() > give_up {
+            return Err(LifecycleError::ProviderUnavailable(
+                TokenError::Timeout,
+                None,
+            ));
+        }
+        tokio::time::sleep(WAIT_STEP).await;
+        let current = load(app, id).await?;
+        usable(&current)?;
+        if current.version != seen_version && fresh(app, &current) {
+            return build(app, &current).await;
+        }
+    }
+}
+
+async fn release(app: &AppState, id: uuid::Uuid) -> Result<(), LifecycleError> {
+    let mut conn = app.pool.acquire().await?;
+    db::refresh::release_lease(&mut conn, id, &app.instance_id).await?;
+    Ok(())
+}
+
+/// Refreshes a connection whose lease this instance holds.
+pub async fn refresh_claimed(app: &AppState, row: GrantRow) -> Result<Credential, LifecycleError> {
+    let Some(provider) = app.settings.provider(&row.provider) else {
+        release(app, row.id).await?;
+        return Err(LifecycleError::ProviderMisconfigured);
+    };
+    let ctx = Context::from_json(&row.metadata);
+    let refresh_token = match &row.refresh_token {
+        Some(sealed) => match app
+            .settings
+            .keys
+            .open_string(sealed, sealed_at(&row.id, "refresh_token"))
+        {
+            Ok(token) => token,
+            Err(e) => return Err(broken(app, &row, &e.to_string()).await),
+        },
+        None => return dead_grant(app, &row, provider, "the provider gave no refresh token").await,
+    };
+    let request = || {
+        token::request(
+            &app.http,
+            provider,
+            &ctx,
+            Grant::Refresh {
+                refresh_token: &refresh_token,
+            },
+            app.clock.now(),
+        )
+    };
+    let mut result = request().await;
+    if matches!(result, Err(TokenError::Timeout)) {
+        // The answer may have been lost after the provider rotated the grant: one retry
+        // with the same token tells (invalid_grant then means the grant is gone).
+        tracing::warn!(provider = %provider.id, "refresh timed out; retrying once with the same token");
+        result = match request().await {
+            Err(TokenError::InvalidGrant(_)) => {
+                Err(TokenError::InvalidGrant("lost response".into()))
+            }
+            other => other,
+        };
+    }
+    match result {
+        Ok(tokens) => store(app, provider, &row, ctx, tokens).await,
+        Err(TokenError::InvalidGrant(code)) => {
+            dead_grant(
+                app,
+                &row,
+                provider,
+                &format!("refresh refused (invalid_grant: {code})"),
+            )
+            .await
+        }
+        Err(TokenError::InvalidClient) => {
+            tracing::error!(provider = %provider.id, alarm = true, "provider rejected Keyhaven's client credentials");
+            let mut conn = app.pool.acquire().await?;
+            db::refresh::record_alarm(
+                &mut conn,
+                &provider.id,
+                "invalid_client",
+                "the provider rejected the client credentials",
+                app.clock.now(),
+            )
+            .await?;
+            db::refresh::release_lease(&mut conn, row.id, &app.instance_id).await?;
+            Err(LifecycleError::ProviderMisconfigured)
+        }
+        Err(e) => degraded(app, &row, provider, e).await,
+    }
+}
+
+/// Commits the new grant first, then runs post-steps (Bullhorn's REST login).
+async fn store(
+    app: &AppState,
+    provider: &Provider,
+    row: &GrantRow,
+    ctx: Context,
+    tokens: TokenSet,
+) -> Result<Credential, LifecycleError> {
+    let now = app.clock.now();
+    let keys = &app.settings.keys;
+    let seal = |column: &'static str, value: &SecretString| {
+        keys.seal(value.expose_secret().as_bytes(), sealed_at(&row.id, column))
+    };
+    let access = seal("access_token", &tokens.access_token)?;
+    let refresh = tokens
+        .refresh_token
+        .as_ref()
+        .map(|r| seal("refresh_token", r))
+        .transpose()?;
+    let refresh_expires_at = match (&refresh, provider.refresh_token_lifetime) {
+        (Some(_), Some(life)) => Some(now + life),
+        _ => row.refresh_expires_at,
+    };
+    let is_bullhorn = matches!(provider.kind, Kind::Bullhorn(_));
+    // Bullhorn's credential is the REST session made next; until then it counts as stale.
+    let access_expires_at = if is_bullhorn {
+        Some(now)
+    } else {
+        tokens.expires_at
+    };
+    let next_refresh_at = grants::next_refresh_at(
+        provider,
+        refresh.is_some() || row.refresh_token.is_some(),
+        tokens.expires_at,
+        refresh_expires_at,
+    );
+    let version = {
+        let mut conn = app.pool.acquire().await?;
+        db::refresh::store_refreshed(
+            &mut conn,
+            Refreshed {
+                id: row.id,
+                expected_version: row.version,
+                access_token: &access,
+                refresh_token: refresh.as_deref(),
+                provider_session: row.provider_session.as_deref(),
+                metadata: ctx.to_json(),
+                access_expires_at,
+                refresh_expires_at,
+                next_refresh_at,
+                event: "refreshed",
+                actor: "keyhaven",
+                release_lease: !is_bullhorn,
+                now,
+            },
+        )
+        .await?
+    };
+    let Some(version) = version else {
+        // Replaced meanwhile (a reconnect): its tokens win.
+        tracing::info!(provider = %provider.id, "refresh result discarded: the connection was replaced meanwhile");
+        let current = load(app, row.id).await?;
+        usable(&current)?;
+        return build(app, &current).await;
+    };
+    tracing::info!(provider = %provider.id, "connection refreshed");
+    if is_bullhorn {
+        let (ctx, session) = match establish::after_refresh(&app.http, provider, ctx, &tokens).await
+        {
+            Ok((ctx, Some(session))) => (ctx, session),
+            Ok((_, None)) => {
+                return Err(LifecycleError::ProviderUnavailable(
+                    TokenError::Malformed("no REST session"),
+                    None,
+                ));
+            }
+            Err(e) => {
+                let current = load(app, row.id).await?;
+                return degraded(app, &current, provider, e).await;
+            }
+        };
+        let sealed = seal("provider_session", &session.token)?;
+        let mut conn = app.pool.acquire().await?;
+        db::refresh::store_session(
+            &mut conn,
+            row.id,
+            version,
+            &sealed,
+            ctx.to_json(),
+            session.expires_at,
+            app.clock.now(),
+        )
+        .await?;
+    }
+    let current = load(app, row.id).await?;
+    build(app, &current).await
+}
+
+/// `invalid_grant`: re-read; if nothing replaced the grant it is dead. Bullhorn API-user
+/// connections that kept their credentials start over from the headless login first.
+async fn dead_grant(
+    app: &AppState,
+    row: &GrantRow,
+    provider: &Provider,
+    reason: &str,
+) -> Result<Credential, LifecycleError> {
+    let current = load(app, row.id).await?;
+    if current.version != row.version {
+        release(app, row.id).await?;
+        usable(&current)?;
+        return build(app, &current).await;
+    }
+    if let (Kind::Bullhorn(cfg), Some(sealed)) = (&provider.kind, &row.provider_credentials) {
+        match recover_bullhorn(app, cfg, provider, row, sealed).await {
+            Ok(credential) => return Ok(credential),
+            Err(e) => {
+                tracing::warn!(provider = %provider.id, error = %e, "automatic recovery failed")
+            }
+        }
+    }
+    tracing::warn!(provider = %provider.id, reason, "grant is dead; the user must reconnect");
+    let mut conn = app.pool.acquire().await?;
+    db::refresh::mark_needs_reconnect(&mut conn, row.id, row.version, reason, app.clock.now())
+        .await?;
+    Err(LifecycleError::NeedsReconnect)
+}
+
+/// The seed's "Important Notice": start over from step 1 with the stored credentials.
+async fn recover_bullhorn(
+    app: &AppState,
+    cfg: &bullhorn::Config,
+    provider: &Provider,
+    row: &GrantRow,
+    sealed: &[u8],
+) -> Result<Credential, LifecycleError> {
+    let opened = app
+        .settings
+        .keys
+        .open_string(sealed, sealed_at(&row.id, "provider_credentials"))?;
+    let stored: StoredCredentials =
+        serde_json::from_str(&opened).map_err(crate::error::AppError::internal)?;
+    let password = SecretString::from(stored.password);
+    let ctx = bullhorn::login_info(&app.http, cfg, &stored.username)
+        .await
+        .map_err(|e| LifecycleError::ProviderUnavailable(e, None))?;
+    let (tokens, established) =
+        api_user::authorize(app, provider, ctx, &stored.username, &password).await?;
+    if row.account_id.is_some() && row.account_id != established.account.id {
+        return Err(LifecycleError::NeedsReconnect);
+    }
+    let credentials = SecretString::from(opened);
+    grants::store(
+        app,
+        NewConnection {
+            provider,
+            end_user_id: row.end_user_id,
+            existing_id: Some(row.id),
+            tokens: &tokens,
+            established: &established,
+            credentials: Some(&credentials),
+            actor: "keyhaven",
+        },
+    )
+    .await?;
+    let mut conn = app.pool.acquire().await?;
+    db::events::record(
+        &mut conn,
+        row.id,
+        "recovered",
+        Some("grant re-established with the stored API user"),
+        "keyhaven",
+        app.clock.now(),
+    )
+    .await?;
+    tracing::info!(provider = %provider.id, "grant recovered automatically");
+    let current = load(app, row.id).await?;
+    build(app, &current).await
+}
+
+/// A failure that may pass: keep the token, back off (capped, with jitter, honouring
+/// `Retry-After`), and still hand out the current credential while it is valid.
+async fn degraded(
+    app: &AppState,
+    row: &GrantRow,
+    provider: &Provider,
+    e: TokenError,
+) -> Result<Credential, LifecycleError> {
+    let retry_after = match &e {
+        TokenError::Throttled { retry_after } => *retry_after,
+        _ => None,
+    };
+    let failures = row.refresh_failures.clamp(0, 16) as u32;
+    let backoff = (30u64 << failures).min(3600);
+    let jitter = rand::rng().random_range(0..=backoff / 5);
+    let wait = StdDuration::from_secs(backoff + jitter).max(retry_after.unwrap_or_default());
+    let now = app.clock.now();
+    tracing::warn!(provider = %provider.id, error = %e, backoff_secs = wait.as_secs(), "refresh failed; will retry");
+    {
+        let mut conn = app.pool.acquire().await?;
+        let reason = format!("{}: {e}", e.code());
+        db::refresh::mark_degraded(
+            &mut conn,
+            row.id,
+            &app.instance_id,
+            &reason,
+            now + wait,
+            now,
+        )
+        .await?;
+    }
+    let still_valid = row.access_expires_at.is_none_or(|at| at > now);
+    if still_valid && row.access_token.is_some() {
+        return build(app, row).await;
+    }
+    Err(LifecycleError::ProviderUnavailable(e, retry_after))
+}
+
+/// A sealed value that does not open: the connection is broken, and an alarm is logged.
+pub(crate) async fn broken(app: &AppState, row: &GrantRow, detail: &str) -> LifecycleError {
+    tracing::error!(provider = %row.provider, alarm = true, error = detail, "stored credentials could not be decrypted");
+    let result = async {
+        let mut conn = app.pool.acquire().await?;
+        db::refresh::mark_needs_reconnect(
+            &mut conn,
+            row.id,
+            row.version,
+            "stored credentials could not be decrypted",
+            app.clock.now(),
+        )
+        .await?;
+        db::refresh::release_lease(&mut conn, row.id, &app.instance_id).await
+    }
+    .await;
+    match result {
+        Ok(()) => LifecycleError::NeedsReconnect,
+        Err(e) => e.into(),
+    }
+}

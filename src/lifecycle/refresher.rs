@@ -1,0 +1,135 @@
+//! The background refresher: claims due connections with `FOR UPDATE SKIP LOCKED` (any
+//! number of instances can run it), refreshes them with bounded concurrency overall and
+//! per provider, and keeps single-use or expiring refresh tokens alive before they lapse.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration as StdDuration;
+
+use rand::Rng;
+use time::Duration;
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+
+use super::refresh::refresh_claimed;
+use crate::AppState;
+use crate::db;
+
+/// Runs until the task is dropped.
+pub async fn run(app: AppState) {
+    let interval = StdDuration::from_secs(app.settings.refresher.interval_secs);
+    let limits = Limits::new(&app);
+    let mut running = JoinSet::new();
+    loop {
+        // Jitter spreads instances that started together.
+        let jitter = rand::rng().random_range(0..=interval.as_millis() as u64 / 10);
+        tokio::time::sleep(interval + StdDuration::from_millis(jitter)).await;
+        while running.try_join_next().is_some() {}
+        if let Err(e) = run_once(&app, &limits, &mut running).await {
+            tracing::warn!(error = %e, "background refresh round failed");
+        }
+    }
+}
+
+/// Concurrency limits: one overall, one per provider that sets its own.
+pub struct Limits {
+    overall: Arc<Semaphore>,
+    per_provider: HashMap<String, Arc<Semaphore>>,
+}
+
+impl Limits {
+    pub fn new(app: &AppState) -> Self {
+        let per_provider = app
+            .settings
+            .providers
+            .iter()
+            .filter_map(|p| {
+                p.refresh_concurrency
+                    .map(|n| (p.id.clone(), Arc::new(Semaphore::new(n))))
+            })
+            .collect();
+        Self {
+            overall: Arc::new(Semaphore::new(app.settings.refresher.concurrency)),
+            per_provider,
+        }
+    }
+}
+
+/// One round: claim what is due (as much as there is room for) and start refreshing it.
+/// Returns how many connections were claimed.
+pub async fn run_once(
+    app: &AppState,
+    limits: &Limits,
+    running: &mut JoinSet<()>,
+) -> anyhow::Result<usize> {
+    let providers: Vec<String> = app
+        .settings
+        .providers
+        .iter()
+        .filter(|p| p.keep_alive)
+        .map(|p| p.id.clone())
+        .collect();
+    if providers.is_empty() {
+        return Ok(0);
+    }
+    let room = limits.overall.available_permits() as i64;
+    let limit = app.settings.refresher.batch.min(room.max(1));
+    let now = app.clock.now();
+    let lease = Duration::seconds(app.settings.refresher.lease_secs);
+    let claimed = {
+        let mut conn = app.pool.acquire().await?;
+        db::refresh::claim_due(
+            &mut conn,
+            &app.instance_id,
+            &providers,
+            now,
+            now + lease,
+            limit,
+        )
+        .await?
+    };
+    let count = claimed.len();
+    for id in claimed {
+        let overall = limits.overall.clone().acquire_owned().await?;
+        let app = app.clone();
+        let per_provider = limits.per_provider.clone();
+        running.spawn(async move {
+            let _overall = overall;
+            let row = {
+                let Ok(mut conn) = app.pool.acquire().await else {
+                    return;
+                };
+                match db::refresh::load(&mut conn, id).await {
+                    Ok(Some(row)) => row,
+                    _ => return,
+                }
+            };
+            let _provider = match per_provider.get(&row.provider) {
+                Some(limit) => limit.clone().acquire_owned().await.ok(),
+                None => None,
+            };
+            match refresh_claimed(&app, row).await {
+                Ok(_) => {}
+                Err(e) => tracing::info!(error = %e, "background refresh did not succeed"),
+            }
+        });
+    }
+    Ok(count)
+}
+
+/// Refreshes everything due now and waits for it (tests and benchmarks).
+pub async fn drain(app: &AppState) -> anyhow::Result<usize> {
+    let limits = Limits::new(app);
+    let mut running = JoinSet::new();
+    let mut total = 0;
+    loop {
+        let claimed = run_once(app, &limits, &mut running).await?;
+        total += claimed;
+        if claimed == 0 && running.is_empty() {
+            return Ok(total);
+        }
+        if claimed == 0 {
+            running.join_next().await;
+        }
+    }
+}

@@ -1,0 +1,52 @@
+//! Revoking a grant at the provider: RFC 7009 for standard servers, Zoho's own endpoint.
+
+use secrecy::{ExposeSecret, SecretString};
+
+use super::token::{TokenError, read_limited, transport_error};
+use crate::providers::{ClientAuth, Context, Kind, Provider, zoho};
+
+/// Whether the provider can revoke grants at all.
+pub fn supported(provider: &Provider) -> bool {
+    matches!(provider.kind, Kind::Zoho(_)) || provider.revocation_url.is_some()
+}
+
+pub async fn revoke(
+    http: &reqwest::Client,
+    provider: &Provider,
+    ctx: &Context,
+    refresh_token: &SecretString,
+) -> Result<(), TokenError> {
+    if let Kind::Zoho(cfg) = &provider.kind {
+        return zoho::revoke(http, cfg, ctx, refresh_token).await;
+    }
+    let Some(url) = &provider.revocation_url else {
+        return Err(TokenError::Rejected("revocation not supported".into()));
+    };
+    let secret = provider.client_secret.expose_secret();
+    let mut params = vec![
+        ("token", refresh_token.expose_secret()),
+        ("token_type_hint", "refresh_token"),
+    ];
+    let mut req = http.post(url.clone());
+    match provider.client_auth {
+        ClientAuth::Basic => req = req.basic_auth(&provider.client_id, Some(secret)),
+        ClientAuth::Body => {
+            params.push(("client_id", &provider.client_id));
+            params.push(("client_secret", secret));
+        }
+    }
+    let response = req.form(&params).send().await.map_err(transport_error)?;
+    let status = response.status();
+    read_limited(response).await?;
+    // RFC 7009 §2.2: 200 whether or not the token was valid.
+    if status.is_success() {
+        Ok(())
+    } else if status.is_server_error() {
+        Err(TokenError::Unavailable(status.as_u16()))
+    } else {
+        Err(TokenError::Rejected(format!(
+            "revocation answered HTTP {}",
+            status.as_u16()
+        )))
+    }
+}
