@@ -33,9 +33,17 @@ pub async fn connect_and_migrate(url: &str, max_connections: u32) -> anyhow::Res
         .min_connections(1)
         // Fail fast when the pool is exhausted rather than queueing behind a slow provider.
         .acquire_timeout(Duration::from_secs(3))
-        // A ping per checkout doubles round trips; a dead connection fails its query
-        // instead (the request answers 503) and the pool replaces it.
+        // A ping on every checkout doubles round trips on a busy pool; pinging only
+        // connections that sat idle still weeds out the dead ones after a restart.
         .test_before_acquire(false)
+        .before_acquire(|conn, meta| {
+            Box::pin(async move {
+                if meta.idle_for < Duration::from_secs(1) {
+                    return Ok(true);
+                }
+                Ok(sqlx::Connection::ping(conn).await.is_ok())
+            })
+        })
         .connect_with(options)
         .await?;
     MIGRATOR.run(&pool).await?;

@@ -107,6 +107,7 @@ pub async fn claim_due(
 }
 
 /// A refreshed grant, sealed for its row.
+#[derive(Clone)]
 pub struct Refreshed<'a> {
     pub id: Uuid,
     pub expected_version: i64,

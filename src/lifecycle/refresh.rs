@@ -173,28 +173,22 @@ async fn store(
         tokens.expires_at,
         refresh_expires_at,
     );
-    let version = {
-        let mut conn = app.pool.acquire().await?;
-        db::refresh::store_refreshed(
-            &mut conn,
-            Refreshed {
-                id: row.id,
-                expected_version: row.version,
-                access_token: &access,
-                refresh_token: refresh.as_deref(),
-                provider_session: row.provider_session.as_deref(),
-                metadata: ctx.to_json(),
-                access_expires_at,
-                refresh_expires_at,
-                next_refresh_at,
-                event: "refreshed",
-                actor: "keyhaven",
-                release_lease: !is_bullhorn,
-                now,
-            },
-        )
-        .await?
+    let refreshed = Refreshed {
+        id: row.id,
+        expected_version: row.version,
+        access_token: &access,
+        refresh_token: refresh.as_deref(),
+        provider_session: row.provider_session.as_deref(),
+        metadata: ctx.to_json(),
+        access_expires_at,
+        refresh_expires_at,
+        next_refresh_at,
+        event: "refreshed",
+        actor: "keyhaven",
+        release_lease: !is_bullhorn,
+        now,
     };
+    let version = store_durably(app, refreshed).await?;
     let Some(version) = version else {
         // Replaced meanwhile (a reconnect): its tokens win.
         tracing::info!(provider = %provider.id, "refresh result discarded: the connection was replaced meanwhile");
@@ -234,6 +228,33 @@ async fn store(
     let current = load(app, row.id).await?;
     build(app, &current).await
 }
+
+/// The provider has already rotated the grant, so the new tokens exist only in memory:
+/// a database that is briefly away (restart, failover) is retried for a few seconds
+/// before giving up with a 503.
+async fn store_durably(app: &AppState, refreshed: Refreshed<'_>) -> Result<Option<i64>, LifecycleError> {
+    let mut attempt = 0;
+    loop {
+        let result = match app.pool.acquire().await {
+            Ok(mut conn) => db::refresh::store_refreshed(&mut conn, refreshed.clone()).await,
+            Err(e) => Err(e),
+        };
+        match result {
+            Ok(version) => return Ok(version),
+            Err(e) if attempt < DB_RETRIES && crate::error::is_unavailable(&e) => {
+                attempt += 1;
+                tracing::warn!(error = %e, attempt, "database unavailable while storing a refreshed grant; retrying");
+                tokio::time::sleep(StdDuration::from_millis(500)).await;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "a refreshed grant could not be stored");
+                return Err(e.into());
+            }
+        }
+    }
+}
+
+const DB_RETRIES: u32 = 8;
 
 /// `invalid_grant`: re-read; if nothing replaced the grant it is dead. Bullhorn API-user
 /// connections that kept their credentials start over from the headless login first.
