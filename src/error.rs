@@ -106,16 +106,25 @@ impl AppError {
 /// The database is (briefly) unreachable, as opposed to the request being wrong.
 pub fn is_unavailable(e: &sqlx::Error) -> bool {
     match e {
-        sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) | sqlx::Error::Tls(_) => true,
+        sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_) => true,
         // 57P: operator intervention (shutdown, terminated); 08: connection exceptions.
-        sqlx::Error::Database(db) => db.code().is_some_and(|c| c.starts_with("57P") || c.starts_with("08")),
+        sqlx::Error::Database(db) => db
+            .code()
+            .is_some_and(|c| c.starts_with("57P") || c.starts_with("08")),
         _ => false,
     }
 }
 
 impl From<sqlx::Error> for AppError {
     fn from(e: sqlx::Error) -> Self {
-        if is_unavailable(&e) { AppError::Unavailable(e) } else { AppError::Internal(e.into()) }
+        if is_unavailable(&e) {
+            AppError::Unavailable(e)
+        } else {
+            AppError::Internal(e.into())
+        }
     }
 }
 

@@ -232,7 +232,10 @@ async fn store(
 /// The provider has already rotated the grant, so the new tokens exist only in memory:
 /// a database that is briefly away (restart, failover) is retried for a few seconds
 /// before giving up with a 503.
-async fn store_durably(app: &AppState, refreshed: Refreshed<'_>) -> Result<Option<i64>, LifecycleError> {
+async fn store_durably(
+    app: &AppState,
+    refreshed: Refreshed<'_>,
+) -> Result<Option<i64>, LifecycleError> {
     let mut attempt = 0;
     loop {
         let result = match app.pool.acquire().await {

@@ -56,6 +56,7 @@ async fn failed_exchanges_store_nothing_and_are_never_retried() {
 async fn slow_exchange_times_out_and_the_code_is_never_sent_twice() {
     let app = spawn_app_with(Options {
         http_timeout_secs: 1,
+        ..Options::default()
     })
     .await;
     let browser = app.user_browser("slowpoke").await;

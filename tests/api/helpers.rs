@@ -81,12 +81,14 @@ pub struct TestApp {
 
 pub struct Options {
     pub http_timeout_secs: u64,
+    pub pool_size: u32,
 }
 
 impl Default for Options {
     fn default() -> Self {
         Self {
             http_timeout_secs: 10,
+            pool_size: 10,
         }
     }
 }
@@ -115,8 +117,11 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
     )
     .unwrap();
     settings.server.http_timeout_secs = options.http_timeout_secs;
+    settings.database.max_connections = options.pool_size;
+    // Tests drive the background refresher themselves (lifecycle::refresher::drain).
+    settings.refresher.enabled = false;
     keyhaven::cli::register_sandbox_clients(&sandbox, &settings, CLIENT_SECRET);
-    let pool = keyhaven::db::connect_and_migrate(&database_url, 10)
+    let pool = keyhaven::db::connect_and_migrate(&database_url, options.pool_size)
         .await
         .unwrap();
     let app = Application::build_on(listener, settings, pool, clock.clone())
@@ -247,5 +252,84 @@ impl TestApp {
     pub fn token_calls(&self, provider: &str) -> u64 {
         self.sandbox
             .counter(&format!("{provider}.token.authorization_code"))
+    }
+}
+
+impl TestApp {
+    pub async fn api_key(&self) -> String {
+        keyhaven::cli::create_api_key(&self.state, "tests")
+            .await
+            .unwrap()
+    }
+
+    /// Connects `provider` for a new end user; returns the browser and the connection id.
+    pub async fn connected(
+        &self,
+        external_id: &str,
+        provider: &str,
+    ) -> (reqwest::Client, uuid::Uuid) {
+        let browser = self.user_browser(external_id).await;
+        let r = self.connect(&browser, provider).await;
+        assert_eq!(r.status(), StatusCode::SEE_OTHER, "connect {provider}");
+        let id = sqlx::query_scalar(
+            "SELECT c.id FROM connections c JOIN end_users e ON e.id = c.end_user_id WHERE e.external_id = $1 AND c.provider = $2",
+        )
+        .bind(external_id)
+        .bind(provider)
+        .fetch_one(self.pool())
+        .await
+        .unwrap();
+        (browser, id)
+    }
+
+    /// Another `serve` instance on the same database and sandbox; returns its URL.
+    pub async fn second_instance(&self) -> String {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let mut settings = self.state.settings.clone();
+        settings.server.listen = addr;
+        let pool = keyhaven::db::connect_and_migrate(&self.database_url, 10)
+            .await
+            .unwrap();
+        let app = Application::build_on(listener, settings, pool, self.clock.clone())
+            .await
+            .unwrap();
+        tokio::spawn(app.run_until(std::future::pending()));
+        format!("http://127.0.0.1:{}", addr.port())
+    }
+
+    pub async fn credentials(
+        &self,
+        base: &str,
+        key: &str,
+        id: uuid::Uuid,
+        force: bool,
+    ) -> reqwest::Response {
+        let query = if force { "?force_refresh=true" } else { "" };
+        let url = format!("{base}/api/v1/connections/{id}/credentials{query}");
+        reqwest::Client::new()
+            .get(url)
+            .bearer_auth(key)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn status_of(&self, id: uuid::Uuid) -> String {
+        sqlx::query_scalar("SELECT status FROM connections WHERE id = $1")
+            .bind(id)
+            .fetch_one(self.pool())
+            .await
+            .unwrap()
+    }
+
+    pub async fn events_of(&self, id: uuid::Uuid) -> Vec<String> {
+        sqlx::query_scalar(
+            "SELECT kind FROM connection_events WHERE connection_id = $1 ORDER BY id",
+        )
+        .bind(id)
+        .fetch_all(self.pool())
+        .await
+        .unwrap()
     }
 }
