@@ -1,0 +1,102 @@
+//! The credential API for connections with valid tokens, 64 concurrent clients over real
+//! HTTP: requests/s and p50/p99. In the same run, `pgbench -S -c 64` against the same
+//! Postgres gives the natural limit (one indexed read per request).
+//!
+//! Run: `cargo bench --bench credentials` (BENCH_SECONDS, default 10).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use std::process::Command;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rand::Rng;
+use support::{ms, percentile};
+
+const CONCURRENCY: usize = 64;
+
+#[tokio::main]
+async fn main() {
+    let seconds: u64 = std::env::var("BENCH_SECONDS").ok().and_then(|v| v.parse().ok()).unwrap_or(10);
+    let portal = support::start(|_| {}).await;
+    let ids = Arc::new(support::connect_many(&portal, "smartrecruiters", 1000, 32).await);
+    let key = keyhaven::cli::create_api_key(&portal.state, "bench").await.unwrap();
+    let http = reqwest::Client::builder().pool_max_idle_per_host(CONCURRENCY).build().unwrap();
+    println!("credentials: {} connections with valid tokens, {CONCURRENCY} clients, {seconds} s", ids.len());
+
+    // Warm-up.
+    for id in ids.iter().take(200) {
+        http.get(format!("{}/api/v1/connections/{id}/credentials", portal.url)).bearer_auth(&key).send().await.unwrap();
+    }
+    let refreshes_before = portal.sandbox.counter("smartrecruiters.token.refresh_token");
+    let deadline = Instant::now() + Duration::from_secs(seconds);
+    let started = Instant::now();
+    let mut workers = Vec::new();
+    for _ in 0..CONCURRENCY {
+        let (ids, http, key, url) = (ids.clone(), http.clone(), key.clone(), portal.url.clone());
+        workers.push(tokio::spawn(async move {
+            let mut times = Vec::new();
+            let mut failures = 0u64;
+            while Instant::now() < deadline {
+                let id = ids[rand::rng().random_range(0..ids.len())];
+                let t = Instant::now();
+                match http.get(format!("{url}/api/v1/connections/{id}/credentials")).bearer_auth(&key).send().await {
+                    Ok(r) if r.status().is_success() => {
+                        let _ = r.bytes().await;
+                        times.push(t.elapsed());
+                    }
+                    _ => failures += 1,
+                }
+            }
+            (times, failures)
+        }));
+    }
+    let mut times = Vec::new();
+    let mut failures = 0;
+    for w in workers {
+        let (t, f) = w.await.unwrap();
+        times.extend(t);
+        failures += f;
+    }
+    let elapsed = started.elapsed();
+    times.sort();
+    let rps = times.len() as f64 / elapsed.as_secs_f64();
+    println!(
+        "keyhaven credentials: {rps:.0} req/s  failures={failures}  p50={} p99={}  refreshes during run={}  {}",
+        ms(percentile(&times, 0.50)),
+        ms(percentile(&times, 0.99)),
+        portal.sandbox.counter("smartrecruiters.token.refresh_token") - refreshes_before,
+        support::rss(),
+    );
+
+    match pgbench(seconds) {
+        Some(tps) => println!(
+            "pgbench -S -c {CONCURRENCY}: {tps:.0} tps  →  keyhaven at {:.0}% of pgbench (target ≥ 50%)",
+            100.0 * rps / tps
+        ),
+        None => println!("pgbench not available: comparison skipped"),
+    }
+}
+
+/// `pgbench -S -c 64` against the same server, in a scratch database.
+fn pgbench(seconds: u64) -> Option<f64> {
+    let host = if std::path::Path::new("/var/run/postgresql/.s.PGSQL.5432").exists() { "/var/run/postgresql" } else { "127.0.0.1" };
+    let common = ["-h", host, "-U", "postgres"];
+    let db = "keyhaven_bench_pgbench";
+    let _ = Command::new("createdb").args(common).arg(db).output();
+    let init = Command::new("pgbench").args(common).args(["-i", "-q", db]).output().ok()?;
+    if !init.status.success() {
+        return None;
+    }
+    let out = Command::new("pgbench")
+        .args(common)
+        .args(["-S", "-M", "prepared", "-c", &CONCURRENCY.to_string(), "-j", "2", "-T", &seconds.to_string(), db])
+        .output()
+        .ok()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.lines()
+        .find(|l| l.starts_with("tps = "))
+        .and_then(|l| l.trim_start_matches("tps = ").split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+}
