@@ -8,5 +8,6 @@ mod config;
 mod connect_flow;
 mod exchange_faults;
 mod helpers;
+mod sandbox_providers;
 mod secrets;
 mod state_csrf;
