@@ -17,8 +17,8 @@ use axum::http::{StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use url::Url;
 
-use super::world::{CodeGrant, random_hex};
-use super::{Flavor, Sandbox};
+use super::world::CodeGrant;
+use super::{Flavor, Sandbox, zoho};
 
 #[derive(Template)]
 #[template(path = "sandbox/consent.html")]
@@ -37,9 +37,11 @@ struct AuthorizeParams {
     state: Option<String>,
     scope: String,
     challenge: Option<String>,
+    access_type: Option<String>,
+    prompt: Option<String>,
 }
 
-fn bad_request(message: &str) -> Response {
+pub(super) fn bad_request(message: &str) -> Response {
     (
         StatusCode::BAD_REQUEST,
         Html(format!(
@@ -93,9 +95,15 @@ fn validate(
             state.as_deref(),
         )
     };
-    // SmartRecruiters rejects an empty `scope=`.
-    if scope.as_deref() == Some("") {
+    // SmartRecruiters rejects an empty `scope=`; Zoho requires a scope.
+    if scope.as_deref() == Some("") || (flavor == Flavor::Zoho && scope.is_none()) {
         return Err(redirect_error("invalid_scope", "scope must not be empty"));
+    }
+    if flavor == Flavor::Zoho && q.get("response_type").map(String::as_str) != Some("code") {
+        return Err(redirect_error(
+            "unsupported_response_type",
+            "response_type must be code",
+        ));
     }
     let challenge = q.get("code_challenge").cloned();
     if flavor.requires_pkce() {
@@ -120,10 +128,16 @@ fn validate(
         state,
         scope: scope.unwrap_or_default(),
         challenge,
+        access_type: q.get("access_type").cloned(),
+        prompt: q.get("prompt").cloned(),
     })
 }
 
-fn redirect_with(redirect_uri: &str, params: &[(&str, &str)], state: Option<&str>) -> Response {
+pub(super) fn redirect_with(
+    redirect_uri: &str,
+    params: &[(&str, &str)],
+    state: Option<&str>,
+) -> Response {
     let Ok(mut url) = Url::parse(redirect_uri) else {
         return bad_request("redirect_uri is not a URL.");
     };
@@ -182,17 +196,16 @@ pub async fn decide(
     };
     if form.get("decision").map(String::as_str) != Some("approve") {
         sb.world().count(format!("{}.denied", flavor.key()));
-        return redirect_with(
-            &params.redirect_uri,
-            &[
+        let description = "The user denied access to your application";
+        // Zoho's denial carries no description.
+        let error: &[(&str, &str)] = match flavor {
+            Flavor::Zoho => &[("error", "access_denied")],
+            _ => &[
                 ("error", "access_denied"),
-                (
-                    "error_description",
-                    "The user denied access to your application",
-                ),
+                ("error_description", description),
             ],
-            params.state.as_deref(),
-        );
+        };
+        return redirect_with(&params.redirect_uri, error, params.state.as_deref());
     }
     let login = form
         .get("login")
@@ -204,10 +217,13 @@ pub async fn decide(
 }
 
 fn approve(sb: &Sandbox, flavor: Flavor, params: AuthorizeParams, login: &str) -> Response {
-    let code = random_hex(20);
-    let iss = {
+    let (code, iss, zoho_home) = {
         let mut w = sb.world();
         let now = w.clock.now();
+        // Zoho sends the code from the user's own data center.
+        let zoho_home = (flavor == Flavor::Zoho).then(|| zoho::home(&w, login));
+        let dc = zoho_home.map(|dc| dc.location);
+        let code = flavor.new_code(dc);
         w.count(format!("{}.approved", flavor.key()));
         w.remember(&code);
         w.codes.insert(
@@ -219,16 +235,30 @@ fn approve(sb: &Sandbox, flavor: Flavor, params: AuthorizeParams, login: &str) -
                 login: login.into(),
                 scope: params.scope,
                 challenge: params.challenge,
+                access_type: params.access_type,
+                prompt: params.prompt,
+                dc,
                 issued_at: now,
                 issued_instant: Instant::now(),
                 used: false,
             },
         );
-        flavor.issuer(&w.base_url)
+        let iss = flavor.issuer(&w.base_url);
+        let zoho_home = zoho_home.map(|dc| (dc.location, dc.accounts_url(&w.base_url)));
+        (code, iss, zoho_home)
     };
     let mut out = vec![("code", code.as_str())];
     if let Some(iss) = iss.as_deref() {
         out.push(("iss", iss));
+    }
+    if let Some((location, accounts_server)) = &zoho_home {
+        // Zoho: the token call must go to this accounts server.
+        if let Some(state) = params.state.as_deref() {
+            out.push(("state", state));
+        }
+        out.push(("location", location));
+        out.push(("accounts-server", accounts_server));
+        return redirect_with(&params.redirect_uri, &out, None);
     }
     redirect_with(&params.redirect_uri, &out, params.state.as_deref())
 }

@@ -1,12 +1,27 @@
 //! `keyhaven sandbox`: a local imitation of the providers, quirks included, with a
 //! consent page, fault injection and call counters that tests read.
 //!
-//! Each provider lives under its own path prefix (`/smartrecruiters/…`, `/oauth2/…`).
+//! Each provider lives under its own path prefix; hosts of the real services become
+//! path segments on this one server:
+//!
+//! - SmartRecruiters: `/smartrecruiters/…`
+//! - a standards-compliant OAuth 2.0 server: `/oauth2/…`
+//! - Bullhorn: `/bullhorn/{dc}/oauth/…` (auth host) and `/bullhorn/{dc}/rest-services/…`
+//!   (REST host), `dc` one of `east`, `west`, `emea`
+//! - Zoho Recruit: `/zoho/accounts/{dc}/…` (accounts server) and `/zoho/recruit/{dc}/…`
+//!   (Recruit host), `dc` one of `us`, `eu`, `in`, `au`, `jp`, `uk`, `sa`, `ca`, `cn`
+//! - Hurdlr: `/hurdlr/oauth/authorize` and `/hurdlr/rest/…`
+//!
+//! Test knobs are `Sandbox` methods, and JSON endpoints under `/_sandbox/…`.
 
+mod bullhorn;
 mod consent;
+mod fault;
 mod flavor;
+mod hurdlr;
 mod token;
 pub mod world;
+mod zoho;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;

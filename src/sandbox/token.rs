@@ -17,16 +17,9 @@ use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
-use super::world::{FaultEffect, FaultTarget, TokenGrant, World, random_hex};
-use super::{Flavor, Sandbox};
-
-fn error(status: StatusCode, code: &str, description: &str) -> Response {
-    (
-        status,
-        axum::Json(json!({ "error": code, "error_description": description })),
-    )
-        .into_response()
-}
+use super::fault::{self, Failure, Plan, oauth_error as error};
+use super::world::{FaultEffect, FaultTarget, TokenGrant, World};
+use super::{Flavor, Sandbox, hurdlr};
 
 /// Token endpoints accept a form body, or (SmartRecruiters' own example) a JSON object
 /// under any content type.
@@ -67,7 +60,18 @@ pub async fn token(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let params = parse_params(&body);
+    serve(&sb, flavor, None, parse_params(&body), &headers).await
+}
+
+/// The token endpoint's work once the parameters are read (each provider reads them its
+/// own way); `dc` is the data center the call reached, for providers with several.
+pub async fn serve(
+    sb: &Sandbox,
+    flavor: Flavor,
+    dc: Option<&'static str>,
+    params: HashMap<String, String>,
+    headers: &HeaderMap,
+) -> Response {
     let grant_type = params.get("grant_type").cloned().unwrap_or_default();
     let target = if grant_type == "refresh_token" {
         FaultTarget::Refresh
@@ -92,45 +96,25 @@ pub async fn token(
         }
         w.take_fault(flavor.key(), target)
     };
-    let mut hang = None;
-    match fault {
-        Some(FaultEffect::Latency { ms }) => tokio::time::sleep(Duration::from_millis(ms)).await,
-        Some(FaultEffect::Status { status }) => {
-            let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-            return error(status, "server_error", "injected failure");
-        }
-        Some(FaultEffect::TooManyRequests { retry_after_secs }) => {
-            let mut response = error(StatusCode::TOO_MANY_REQUESTS, "rate_limited", "slow down");
-            if let Ok(v) = retry_after_secs.to_string().parse() {
-                response.headers_mut().insert(header::RETRY_AFTER, v);
-            }
-            return response;
-        }
-        Some(FaultEffect::InvalidGrant) => {
-            if let Some(rt) = params.get("refresh_token")
+    let hang = match fault::plan(fault).await {
+        Plan::Proceed { hang } => hang,
+        Plan::Fail(failure) => {
+            if let Failure::InvalidGrant = failure
+                && let Some(rt) = params.get("refresh_token")
                 && let Some(g) = sb.world().refresh_tokens.get_mut(rt)
             {
                 g.alive = false;
             }
-            return error(
-                StatusCode::BAD_REQUEST,
-                "invalid_grant",
-                "the grant is no longer valid",
-            );
+            return fault::oauth_answer(failure);
         }
-        Some(FaultEffect::EmptyOk) => {
-            return (StatusCode::OK, axum::Json(json!({}))).into_response();
-        }
-        Some(FaultEffect::DropResponse { hang_ms }) => hang = Some(Duration::from_millis(hang_ms)),
-        None => {}
-    }
+    };
     let response = {
         let mut w = sb.world();
-        match authenticate(&w, flavor, &params, &headers) {
+        match authenticate(&w, flavor, &params, headers) {
             Err(r) => r,
             Ok(client_id) => match grant_type.as_str() {
-                "authorization_code" => exchange(&mut w, flavor, &client_id, &params),
-                "refresh_token" => refresh(&mut w, flavor, &client_id, &params),
+                "authorization_code" => exchange(&mut w, flavor, dc, &client_id, &params),
+                "refresh_token" => refresh(&mut w, flavor, dc, &client_id, &params),
                 _ => error(
                     StatusCode::BAD_REQUEST,
                     "unsupported_grant_type",
@@ -139,11 +123,8 @@ pub async fn token(
             },
         }
     };
-    if let Some(d) = hang {
-        // The provider has acted; the answer never arrives in time.
-        tokio::time::sleep(d).await;
-    }
-    response
+    // With a dropped response the provider has acted; the answer never arrives in time.
+    fault::deliver(hang, response).await
 }
 
 fn authenticate(
@@ -172,12 +153,18 @@ fn authenticate(
 fn exchange(
     w: &mut World,
     flavor: Flavor,
+    dc: Option<&'static str>,
     client_id: &str,
     params: &HashMap<String, String>,
 ) -> Response {
     let now = w.clock.now();
     let code = params.get("code").cloned().unwrap_or_default();
-    let Some(grant) = w.codes.get_mut(&code) else {
+    // Another data center never saw the code: it stays unused.
+    let Some(grant) = w
+        .codes
+        .get_mut(&code)
+        .filter(|g| g.provider == flavor.key() && g.dc == dc)
+    else {
         return error(StatusCode::BAD_REQUEST, "invalid_grant", "unknown code");
     };
     if grant.used {
@@ -200,7 +187,14 @@ fn exchange(
             "code was issued to another client",
         );
     }
-    if flavor == Flavor::OAuth2 && params.get("redirect_uri") != Some(&grant.redirect_uri) {
+    let redirect_uri = params.get("redirect_uri");
+    let redirect_mismatch = match flavor {
+        Flavor::OAuth2 => redirect_uri != Some(&grant.redirect_uri),
+        // Bullhorn's redirect_uri is optional at the token call, but must match if sent.
+        Flavor::Bullhorn => redirect_uri.is_some_and(|r| *r != grant.redirect_uri),
+        _ => false,
+    };
+    if redirect_mismatch {
         return error(
             StatusCode::BAD_REQUEST,
             "invalid_grant",
@@ -218,19 +212,25 @@ fn exchange(
         }
     }
     w.count(format!("{}.exchanged", flavor.key()));
-    issue(w, flavor, client_id, &grant.login, &grant.scope, true)
+    issue(w, flavor, dc, client_id, &grant.login, &grant.scope, true)
 }
 
 fn refresh(
     w: &mut World,
     flavor: Flavor,
+    dc: Option<&'static str>,
     client_id: &str,
     params: &HashMap<String, String>,
 ) -> Response {
     let now = w.clock.now();
     let token = params.get("refresh_token").cloned().unwrap_or_default();
     *w.refresh_token_uses.entry(token.clone()).or_default() += 1;
-    let Some(grant) = w.refresh_tokens.get(&token).cloned() else {
+    let Some(grant) = w
+        .refresh_tokens
+        .get(&token)
+        .filter(|g| g.provider == flavor.key())
+        .cloned()
+    else {
         return error(
             StatusCode::BAD_REQUEST,
             "invalid_grant",
@@ -243,6 +243,17 @@ fn refresh(
             StatusCode::BAD_REQUEST,
             "invalid_grant",
             "refresh token is no longer valid",
+        );
+    }
+    if grant.dc != dc {
+        // Bullhorn: calls to the wrong data center invalidate the refresh token.
+        if let Some(g) = w.refresh_tokens.get_mut(&token) {
+            g.alive = false;
+        }
+        return error(
+            StatusCode::BAD_REQUEST,
+            "invalid_grant",
+            "refresh token presented at the wrong data center",
         );
     }
     if grant.client_id != client_id {
@@ -264,20 +275,21 @@ fn refresh(
         g.alive = false;
     }
     w.count(format!("{}.refreshed", flavor.key()));
-    issue(w, flavor, client_id, &grant.login, &grant.scope, false)
+    issue(w, flavor, dc, client_id, &grant.login, &grant.scope, false)
 }
 
 fn issue(
     w: &mut World,
     flavor: Flavor,
+    dc: Option<&'static str>,
     client_id: &str,
     login: &str,
     scope: &str,
     first: bool,
 ) -> Response {
     let now = w.clock.now();
-    let access = random_hex(16);
-    let refresh = random_hex(20);
+    let access = flavor.new_access_token(dc);
+    let refresh = flavor.new_refresh_token(dc);
     w.remember(&access);
     w.remember(&refresh);
     let base = TokenGrant {
@@ -285,6 +297,7 @@ fn issue(
         client_id: client_id.into(),
         login: login.into(),
         scope: scope.into(),
+        dc,
         expires_at: now + time::Duration::seconds(flavor.access_ttl()),
         alive: true,
     };
@@ -304,7 +317,17 @@ fn issue(
         Flavor::SmartRecruiters => {
             json!({ "access_token": access, "expires_in": flavor.access_ttl(), "refresh_token": refresh })
         }
-        Flavor::OAuth2 => json!({
+        Flavor::Bullhorn => json!({
+            "access_token": access, "token_type": "Bearer", "expires_in": flavor.access_ttl(),
+            "refresh_token": refresh
+        }),
+        // Hurdlr: no token_type; the expiry is created_at + expires_in.
+        Flavor::Hurdlr => json!({
+            "access_token": access, "refresh_token": refresh, "expires_in": flavor.access_ttl(),
+            "created_at": now.unix_timestamp(), "scope": "token"
+        }),
+        // Zoho answers from its own module; this is the standard shape.
+        Flavor::OAuth2 | Flavor::Zoho => json!({
             "access_token": access, "token_type": "Bearer", "expires_in": flavor.access_ttl(),
             "refresh_token": refresh, "scope": scope
         }),
@@ -363,7 +386,9 @@ pub async fn userinfo(
             "id": p.id, "email": p.email, "firstName": p.first_name, "lastName": p.last_name,
             "active": true, "systemRole": { "id": "EMPLOYEE" }
         }),
-        Flavor::OAuth2 => json!({
+        Flavor::Hurdlr => hurdlr::user_info(&w, &grant.login),
+        // Bullhorn and Zoho answer who-am-I from their own modules; this is the standard shape.
+        Flavor::OAuth2 | Flavor::Bullhorn | Flavor::Zoho => json!({
             "sub": p.id, "email": p.email, "name": format!("{} {}", p.first_name, p.last_name)
         }),
     };

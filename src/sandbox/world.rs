@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 
+use super::{bullhorn, zoho};
 use crate::clock::Clock;
 
 #[derive(Debug, Clone)]
@@ -32,6 +33,11 @@ pub struct CodeGrant {
     pub login: String,
     pub scope: String,
     pub challenge: Option<String>,
+    /// Zoho's `access_type` and `prompt`, which decide whether a refresh token is issued.
+    pub access_type: Option<String>,
+    pub prompt: Option<String>,
+    /// The data center that issued the code, for providers with several (only it honours it).
+    pub dc: Option<&'static str>,
     pub issued_at: OffsetDateTime,
     pub issued_instant: Instant,
     pub used: bool,
@@ -43,6 +49,8 @@ pub struct TokenGrant {
     pub client_id: String,
     pub login: String,
     pub scope: String,
+    /// The data center that issued the token, for providers with several.
+    pub dc: Option<&'static str>,
     pub expires_at: OffsetDateTime,
     pub alive: bool,
 }
@@ -59,6 +67,10 @@ pub enum FaultTarget {
     Token,
     /// The who-am-I endpoint.
     Userinfo,
+    /// Bullhorn's data-center discovery (`loginInfo`).
+    LoginInfo,
+    /// Bullhorn's REST login, where the access token is spent on a session.
+    RestLogin,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
@@ -76,6 +88,12 @@ pub enum FaultEffect {
     EmptyOk,
     /// Process the request (codes consumed, tokens rotated), then never answer in time.
     DropResponse { hang_ms: u64 },
+    /// The provider's own throttle answer (Zoho's `Access Denied` body, sent with
+    /// `status` or else the configured throttle status; elsewhere a plain 429).
+    Throttled {
+        #[serde(default)]
+        status: Option<u16>,
+    },
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -110,11 +128,13 @@ pub struct World {
     pub code_ages: Vec<Duration>,
     /// Every code, token and verifier the sandbox issued or received, for leak tests.
     pub secrets_seen: Vec<String>,
+    pub(crate) bullhorn: bullhorn::State,
+    pub(crate) zoho: zoho::State,
 }
 
 impl World {
     pub fn new(clock: Clock) -> Self {
-        Self {
+        let mut world = Self {
             clock,
             base_url: String::new(),
             auto_approve: false,
@@ -129,7 +149,11 @@ impl World {
             dead_refresh_token_uses: 0,
             code_ages: Vec::new(),
             secrets_seen: Vec::new(),
-        }
+            bullhorn: bullhorn::State::default(),
+            zoho: zoho::State::default(),
+        };
+        bullhorn::add_default_users(&mut world);
+        world
     }
 
     pub fn count(&mut self, name: impl Into<String>) {
@@ -137,7 +161,8 @@ impl World {
     }
 
     pub fn remember(&mut self, secret: &str) {
-        if self.secrets_seen.len() < 100_000 {
+        // An empty value is no secret (and would match every log line).
+        if !secret.is_empty() && self.secrets_seen.len() < 100_000 {
             self.secrets_seen.push(secret.to_string());
         }
     }
@@ -190,7 +215,25 @@ impl World {
         }
     }
 
+    /// A stable number for a user, for providers whose ids are numeric: the profile's id
+    /// when a test set a numeric one, else one derived from the login.
+    pub fn numeric_id(&self, provider: &str, login: &str) -> u64 {
+        if let Some(id) = self
+            .profiles
+            .get(&(provider.to_string(), login.to_string()))
+            .and_then(|p| p.id.parse().ok())
+        {
+            return id;
+        }
+        let digest = Sha256::digest(format!("{provider}#{login}").as_bytes());
+        let mut bytes = [0u8; 8];
+        bytes.copy_from_slice(&digest[..8]);
+        // Nine digits after a fixed leading one: plausible, never zero, never too large.
+        1_000_000_000 + u64::from_be_bytes(bytes) % 1_000_000_000
+    }
+
     /// Ends every grant of one upstream user, as when an account is deleted upstream.
+    /// Bullhorn REST sessions of that user end too (not counted).
     pub fn revoke_user(&mut self, provider: &str, login: &str) -> usize {
         let mut n = 0;
         for grant in self
@@ -202,6 +245,9 @@ impl World {
                 grant.alive = false;
                 n += 1;
             }
+        }
+        if provider == bullhorn::KEY {
+            self.bullhorn.end_sessions_of(login);
         }
         n
     }

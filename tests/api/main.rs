@@ -9,5 +9,6 @@ mod connect_flow;
 mod exchange_faults;
 mod helpers;
 mod lifecycle;
+mod sandbox_providers;
 mod secrets;
 mod state_csrf;
