@@ -18,18 +18,38 @@ const CONCURRENCY: usize = 64;
 
 #[tokio::main]
 async fn main() {
-    let seconds: u64 = std::env::var("BENCH_SECONDS").ok().and_then(|v| v.parse().ok()).unwrap_or(10);
+    let seconds: u64 = std::env::var("BENCH_SECONDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(10);
     let portal = support::start(|_| {}).await;
     let ids = Arc::new(support::connect_many(&portal, "smartrecruiters", 1000, 32).await);
-    let key = keyhaven::cli::create_api_key(&portal.state, "bench").await.unwrap();
-    let http = reqwest::Client::builder().pool_max_idle_per_host(CONCURRENCY).build().unwrap();
-    println!("credentials: {} connections with valid tokens, {CONCURRENCY} clients, {seconds} s", ids.len());
+    let key = keyhaven::cli::create_api_key(&portal.state, "bench")
+        .await
+        .unwrap();
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(CONCURRENCY)
+        .build()
+        .unwrap();
+    println!(
+        "credentials: {} connections with valid tokens, {CONCURRENCY} clients, {seconds} s",
+        ids.len()
+    );
 
     // Warm-up.
     for id in ids.iter().take(200) {
-        http.get(format!("{}/api/v1/connections/{id}/credentials", portal.url)).bearer_auth(&key).send().await.unwrap();
+        http.get(format!(
+            "{}/api/v1/connections/{id}/credentials",
+            portal.url
+        ))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .unwrap();
     }
-    let refreshes_before = portal.sandbox.counter("smartrecruiters.token.refresh_token");
+    let refreshes_before = portal
+        .sandbox
+        .counter("smartrecruiters.token.refresh_token");
     let deadline = Instant::now() + Duration::from_secs(seconds);
     let started = Instant::now();
     let mut workers = Vec::new();
@@ -41,7 +61,12 @@ async fn main() {
             while Instant::now() < deadline {
                 let id = ids[rand::rng().random_range(0..ids.len())];
                 let t = Instant::now();
-                match http.get(format!("{url}/api/v1/connections/{id}/credentials")).bearer_auth(&key).send().await {
+                match http
+                    .get(format!("{url}/api/v1/connections/{id}/credentials"))
+                    .bearer_auth(&key)
+                    .send()
+                    .await
+                {
                     Ok(r) if r.status().is_success() => {
                         let _ = r.bytes().await;
                         times.push(t.elapsed());
@@ -66,7 +91,10 @@ async fn main() {
         "keyhaven credentials: {rps:.0} req/s  failures={failures}  p50={} p99={}  refreshes during run={}  {}",
         ms(percentile(&times, 0.50)),
         ms(percentile(&times, 0.99)),
-        portal.sandbox.counter("smartrecruiters.token.refresh_token") - refreshes_before,
+        portal
+            .sandbox
+            .counter("smartrecruiters.token.refresh_token")
+            - refreshes_before,
         support::rss(),
     );
 
@@ -81,17 +109,36 @@ async fn main() {
 
 /// `pgbench -S -c 64` against the same server, in a scratch database.
 fn pgbench(seconds: u64) -> Option<f64> {
-    let host = if std::path::Path::new("/var/run/postgresql/.s.PGSQL.5432").exists() { "/var/run/postgresql" } else { "127.0.0.1" };
+    let host = if std::path::Path::new("/var/run/postgresql/.s.PGSQL.5432").exists() {
+        "/var/run/postgresql"
+    } else {
+        "127.0.0.1"
+    };
     let common = ["-h", host, "-U", "postgres"];
     let db = "keyhaven_bench_pgbench";
     let _ = Command::new("createdb").args(common).arg(db).output();
-    let init = Command::new("pgbench").args(common).args(["-i", "-q", db]).output().ok()?;
+    let init = Command::new("pgbench")
+        .args(common)
+        .args(["-i", "-q", db])
+        .output()
+        .ok()?;
     if !init.status.success() {
         return None;
     }
     let out = Command::new("pgbench")
         .args(common)
-        .args(["-S", "-M", "prepared", "-c", &CONCURRENCY.to_string(), "-j", "2", "-T", &seconds.to_string(), db])
+        .args([
+            "-S",
+            "-M",
+            "prepared",
+            "-c",
+            &CONCURRENCY.to_string(),
+            "-j",
+            "2",
+            "-T",
+            &seconds.to_string(),
+            db,
+        ])
         .output()
         .ok()?;
     let text = String::from_utf8_lossy(&out.stdout);

@@ -17,7 +17,10 @@ use keyhaven::sandbox::{Fault, FaultEffect, FaultTarget};
 
 #[tokio::main]
 async fn main() {
-    let n: usize = std::env::var("BENCH_CONNECTIONS").ok().and_then(|v| v.parse().ok()).unwrap_or(10_000);
+    let n: usize = std::env::var("BENCH_CONNECTIONS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(10_000);
     let levels: Vec<usize> = std::env::var("BENCH_CONCURRENCY")
         .unwrap_or_else(|_| "64,256".into())
         .split(',')
@@ -37,10 +40,16 @@ async fn storm(n: usize, concurrency: usize) {
     .await;
     let seeded = Instant::now();
     let ids = support::connect_many(&portal, "smartrecruiters", n, 64).await;
-    println!("refresh_storm C={concurrency}: {} connections seeded through real flows in {:.1} s", ids.len(), seeded.elapsed().as_secs_f64());
+    println!(
+        "refresh_storm C={concurrency}: {} connections seeded through real flows in {:.1} s",
+        ids.len(),
+        seeded.elapsed().as_secs_f64()
+    );
     for round in 1..=2 {
         // Everything comes due at once (the refresh tokens would lapse in under two days).
-        portal.clock.advance(time::Duration::days(26) + time::Duration::hours(1));
+        portal
+            .clock
+            .advance(time::Duration::days(26) + time::Duration::hours(1));
         portal.sandbox.add_fault(Fault {
             provider: "smartrecruiters".into(),
             target: FaultTarget::Refresh,
@@ -54,10 +63,11 @@ async fn storm(n: usize, concurrency: usize) {
         let refreshed = portal.sandbox.counter("smartrecruiters.refreshed") - before;
         let ideal = concurrency as f64 / 0.1;
         let rate = refreshed as f64 / secs;
-        let not_active: i64 = sqlx::query_scalar("SELECT count(*) FROM connections WHERE status <> 'active'")
-            .fetch_one(&portal.state.pool)
-            .await
-            .unwrap();
+        let not_active: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM connections WHERE status <> 'active'")
+                .fetch_one(&portal.state.pool)
+                .await
+                .unwrap();
         println!(
             "  round {round}: claimed {drained}, refreshed {refreshed} in {secs:.1} s = {rate:.0}/s  (ideal C/0.1 s = {ideal:.0}/s, {:.0}% of it; target ≥ 80%)  duplicates: {} stale-token uses: {}  not active: {not_active}  {}",
             100.0 * rate / ideal,

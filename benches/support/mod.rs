@@ -144,7 +144,6 @@ pub async fn flow(
     Ok(callback_time)
 }
 
-
 pub fn percentile(sorted: &[Duration], p: f64) -> Duration {
     if sorted.is_empty() {
         return Duration::ZERO;
@@ -173,19 +172,36 @@ pub fn rss() -> String {
 }
 
 /// Connects `n` new end users to `provider` through real flows; returns the connection ids.
-pub async fn connect_many(portal: &Portal, provider: &str, n: usize, concurrency: usize) -> Vec<uuid::Uuid> {
+pub async fn connect_many(
+    portal: &Portal,
+    provider: &str,
+    n: usize,
+    concurrency: usize,
+) -> Vec<uuid::Uuid> {
     use keyhaven::web::api::{EndUserInput, create_link_for};
     let prefix = uuid::Uuid::new_v4().simple().to_string();
     let mut links = Vec::with_capacity(n);
     for i in 0..n {
-        let input = EndUserInput { external_id: format!("seed-{prefix}-{i}"), email: None, name: None };
+        let input = EndUserInput {
+            external_id: format!("seed-{prefix}-{i}"),
+            email: None,
+            name: None,
+        };
         links.push(create_link_for(&portal.state, &input).await.unwrap().0);
     }
-    let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
     let links = std::sync::Arc::new(tokio::sync::Mutex::new(links));
     let mut workers = Vec::new();
     for _ in 0..concurrency {
-        let (links, http, url, provider) = (links.clone(), http.clone(), portal.url.clone(), provider.to_string());
+        let (links, http, url, provider) = (
+            links.clone(),
+            http.clone(),
+            portal.url.clone(),
+            provider.to_string(),
+        );
         workers.push(tokio::spawn(async move {
             while let Some(link) = links.lock().await.pop() {
                 flow(&http, &url, &link, &provider).await.unwrap();

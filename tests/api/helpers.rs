@@ -82,6 +82,8 @@ pub struct TestApp {
 pub struct Options {
     pub http_timeout_secs: u64,
     pub pool_size: u32,
+    /// Bullhorn connects with an API user's credentials on our page.
+    pub bullhorn_api_user: bool,
 }
 
 impl Default for Options {
@@ -89,6 +91,7 @@ impl Default for Options {
         Self {
             http_timeout_secs: 10,
             pool_size: 10,
+            bullhorn_api_user: false,
         }
     }
 }
@@ -120,6 +123,11 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
     settings.database.max_connections = options.pool_size;
     // Tests drive the background refresher themselves (lifecycle::refresher::drain).
     settings.refresher.enabled = false;
+    for provider in &mut settings.providers {
+        if let keyhaven::providers::Kind::Bullhorn(cfg) = &mut provider.kind {
+            cfg.api_user_mode = options.bullhorn_api_user;
+        }
+    }
     keyhaven::cli::register_sandbox_clients(&sandbox, &settings, CLIENT_SECRET);
     let pool = keyhaven::db::connect_and_migrate(&database_url, options.pool_size)
         .await

@@ -9,6 +9,7 @@ mod connect_flow;
 mod exchange_faults;
 mod helpers;
 mod lifecycle;
+mod providers;
 mod sandbox_providers;
 mod secrets;
 mod state_csrf;
