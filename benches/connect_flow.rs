@@ -2,7 +2,8 @@
 //! open link → connect page → start → sandbox authorize (auto-approve) → callback →
 //! success page, each flow with a fresh cookie jar. Prints flows/s, failures, and
 //! p50/p99 of the callback request and of the code's age when the sandbox receives the
-//! exchange, at concurrency 1, 16 and 64.
+//! exchange, at concurrency 1, 16 and 64, for each provider (SmartRecruiters, a generic
+//! OAuth 2.0 server with PKCE, Bullhorn, Zoho Recruit, Hurdlr).
 //!
 //! Run: `cargo bench --bench connect_flow` (the local Postgres, as the portal's default
 //! finds it; or BENCH_DATABASE_URL, a URL with `{db}` where the database name goes).
@@ -101,7 +102,7 @@ async fn main() {
             .unwrap_or(1)
     );
     let only = std::env::var("BENCH_PROVIDER").ok();
-    for provider in ["smartrecruiters", "acme"] {
+    for provider in ["smartrecruiters", "acme", "bullhorn", "zoho", "hurdlr"] {
         if only.as_deref().is_some_and(|o| o != provider) {
             continue;
         }

@@ -102,6 +102,8 @@ pub enum KeysAction {
         #[arg(long, default_value = "k1")]
         kid: String,
     },
+    /// Re-seal every stored secret with the primary (first) key.
+    Reseal,
 }
 
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
@@ -171,6 +173,26 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             action: KeysAction::Generate { kid },
         } => {
             println!("{}", KeyRing::generate_entry(&kid)?);
+            Ok(())
+        }
+        Command::Keys {
+            action: KeysAction::Reseal,
+        } => {
+            let app = offline_state(cli.config.as_deref()).await?;
+            let report = crate::reseal::reseal_all(&app).await?;
+            println!(
+                "re-sealed {} connections with key {:?}; {} already current; {} unreadable",
+                report.resealed,
+                app.settings.keys.primary_id(),
+                report.already_current,
+                report.unreadable
+            );
+            if report.unreadable > 0 {
+                anyhow::bail!(
+                    "{} connections hold values no configured key opens",
+                    report.unreadable
+                );
+            }
             Ok(())
         }
     }

@@ -104,6 +104,23 @@ impl KeyRing {
         Ok(format!("{kid}:{}", STANDARD.encode(random_bytes::<32>()?)))
     }
 
+    /// This ring with `entry` (`kid:base64`) added as the new primary key.
+    pub fn with_new_primary(&self, entry: &str) -> Result<Self, CryptoError> {
+        let added = Self::parse(entry)?;
+        let mut keys = self.keys.clone();
+        for (kid, cipher) in added.keys {
+            if keys.insert(kid.clone(), cipher).is_some() {
+                return Err(CryptoError::InvalidKeys(format!(
+                    "key id {kid:?} appears twice"
+                )));
+            }
+        }
+        Ok(Self {
+            primary: added.primary,
+            keys,
+        })
+    }
+
     pub fn primary_id(&self) -> &str {
         &self.primary
     }

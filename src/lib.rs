@@ -10,6 +10,7 @@ pub mod grants;
 pub mod lifecycle;
 pub mod oauth;
 pub mod providers;
+pub mod reseal;
 pub mod sandbox;
 pub mod telemetry;
 pub mod web;

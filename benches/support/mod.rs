@@ -97,6 +97,15 @@ fn expect(r: &reqwest::Response, status: u16, step: &str) -> Result<(), String> 
 }
 
 /// One complete flow; returns the callback request's duration.
+/// The start form; Bullhorn asks for the username that picks the data center.
+fn start_form(provider: &str, csrf: String) -> Vec<(&'static str, String)> {
+    let mut form = vec![("csrf", csrf)];
+    if provider == "bullhorn" {
+        form.push(("username", "east.user".into()));
+    }
+    form
+}
+
 pub async fn flow(
     http: &reqwest::Client,
     portal: &str,
@@ -123,7 +132,7 @@ pub async fn flow(
     let r = send(
         jar.apply(
             http.post(format!("{portal}/connect/{provider}"))
-                .form(&[("csrf", csrf)]),
+                .form(&start_form(provider, csrf)),
         ),
     )
     .await?;

@@ -8,6 +8,7 @@ pub mod events;
 pub mod links;
 pub mod pending;
 pub mod refresh;
+pub mod sealed;
 
 use sqlx::migrate::MigrateDatabase;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};

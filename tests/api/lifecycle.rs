@@ -746,3 +746,35 @@ async fn the_background_refresher_keeps_28_day_refresh_tokens_alive() {
         StatusCode::CONFLICT
     );
 }
+
+#[tokio::test]
+async fn key_rotation_old_rows_still_open_reseal_moves_them_then_the_old_key_can_go() {
+    use keyhaven::crypto::KeyRing;
+    let app = spawn_app().await;
+    let (_, id) = app.connected("rotate", "smartrecruiters").await;
+    let old_ring = app.state.settings.keys.clone();
+    let new_entry = KeyRing::generate_entry("k2").unwrap();
+    let state_with = |keys: KeyRing| {
+        let mut settings = app.state.settings.clone();
+        settings.keys = keys;
+        keyhaven::AppState::new(settings, app.pool().clone(), app.clock.clone()).unwrap()
+    };
+    let rotated = state_with(old_ring.with_new_primary(&new_entry).unwrap());
+    // Old rows still open under the rotated ring.
+    assert!(
+        keyhaven::lifecycle::credential(&rotated, id, false)
+            .await
+            .is_ok()
+    );
+    let only_new = state_with(KeyRing::parse(&new_entry).unwrap());
+    let report = keyhaven::reseal::reseal_all(&rotated).await.unwrap();
+    assert_eq!(report.resealed, 1);
+    assert_eq!(report.unreadable, 0);
+    // After re-sealing, the old key can be removed.
+    let credential = keyhaven::lifecycle::credential(&only_new, id, false)
+        .await
+        .unwrap();
+    assert_eq!(credential.connection_id, id);
+    let again = keyhaven::reseal::reseal_all(&rotated).await.unwrap();
+    assert_eq!((again.resealed, again.already_current), (0, 1));
+}
