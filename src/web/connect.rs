@@ -2,6 +2,7 @@
 
 use askama::Template;
 use askama_web::WebTemplate;
+use axum::extract::rejection::{FormRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Redirect, Response};
@@ -162,8 +163,11 @@ pub struct PageQuery {
 async fn connect_page(
     State(app): State<AppState>,
     CurrentEndUser(user, _): CurrentEndUser,
-    Query(query): Query<PageQuery>,
+    query: Result<Query<PageQuery>, QueryRejection>,
 ) -> AppResult<ConnectPage> {
+    let query = query
+        .map(|Query(q)| q)
+        .unwrap_or(PageQuery { connected: None });
     let mut conn = app.pool.acquire().await?;
     let (end_user, connections) =
         db::connections::end_user_with_connections(&mut conn, user.end_user_id)
@@ -211,8 +215,13 @@ async fn start(
     CurrentEndUser(user, _): CurrentEndUser,
     Path(provider_id): Path<String>,
     headers: HeaderMap,
-    Form(form): Form<StartForm>,
+    form: Result<Form<StartForm>, FormRejection>,
 ) -> AppResult<Response> {
+    let Ok(Form(form)) = form else {
+        return Err(AppError::BadRequest(
+            "This form was incomplete. Go back, reload the page and try again.".into(),
+        ));
+    };
     refuse_cross_site(&headers)?;
     if !user.csrf_matches(&form.csrf) {
         return Err(AppError::Forbidden(

@@ -287,3 +287,28 @@ async fn session_cookie_is_httponly_lax_and_cycled_on_bind() {
         "session id cycled when another end user is bound"
     );
 }
+
+#[tokio::test]
+async fn malformed_forms_and_queries_get_friendly_pages() {
+    let app = spawn_app().await;
+    let browser = app.user_browser("forms").await;
+    let r = browser
+        .post(format!("{}/connect/smartrecruiters", app.url))
+        .form(&[("other", "x")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    assert!(
+        r.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/html")
+    );
+    let r = browser
+        .get(format!("{}/connect?connected=%FF", app.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+}
