@@ -35,16 +35,6 @@ pub async fn upsert(
     .await
 }
 
-pub async fn get(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<Option<EndUser>> {
-    sqlx::query_as!(
-        EndUser,
-        "SELECT id, external_id, email, display_name FROM end_users WHERE id = $1",
-        id
-    )
-    .fetch_optional(conn)
-    .await
-}
-
 pub async fn find_by_external_id(
     conn: &mut PgConnection,
     external_id: &str,
