@@ -38,6 +38,7 @@ pub struct Inner {
     /// Names this process as the holder of refresh leases.
     pub instance_id: String,
     pub refresh_locks: lifecycle::RefreshLocks,
+    pub api_keys: web::api_keys::ApiKeyCache,
 }
 
 impl std::ops::Deref for AppState {
@@ -58,6 +59,7 @@ impl AppState {
             clock,
             instance_id,
             refresh_locks: lifecycle::RefreshLocks::default(),
+            api_keys: web::api_keys::ApiKeyCache::default(),
         })))
     }
 }

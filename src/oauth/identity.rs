@@ -3,7 +3,7 @@
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::Value;
 
-use super::token::{TokenError, read_limited, transport_error};
+use super::token::{TokenError, fetch};
 use crate::providers::{Kind, Provider, smartrecruiters};
 
 /// The upstream account behind a grant.
@@ -22,24 +22,11 @@ pub async fn identify(
     let Some(userinfo) = &provider.userinfo else {
         return Ok(Account::default());
     };
-    let response = http
+    let request = http
         .get(userinfo.url.clone())
         .bearer_auth(access_token.expose_secret())
-        .header(reqwest::header::ACCEPT, "application/json")
-        .send()
-        .await
-        .map_err(transport_error)?;
-    let status = response.status();
-    let body = read_limited(response).await?;
-    if status.is_server_error() {
-        return Err(TokenError::Unavailable(status.as_u16()));
-    }
-    if !status.is_success() {
-        return Err(TokenError::Rejected(format!(
-            "who-am-I answered HTTP {}",
-            status.as_u16()
-        )));
-    }
+        .header(reqwest::header::ACCEPT, "application/json");
+    let body = fetch(request, "who-am-I").await?;
     let json: Value = serde_json::from_slice(&body)
         .map_err(|_| TokenError::Malformed("who-am-I answer is not JSON"))?;
     let (id, label) = match provider.kind {

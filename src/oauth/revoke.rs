@@ -2,7 +2,7 @@
 
 use secrecy::{ExposeSecret, SecretString};
 
-use super::token::{TokenError, read_limited, transport_error};
+use super::token::{TokenError, fetch};
 use crate::providers::{ClientAuth, Context, Kind, Provider, zoho};
 
 /// Whether the provider can revoke grants at all.
@@ -35,18 +35,6 @@ pub async fn revoke(
             params.push(("client_secret", secret));
         }
     }
-    let response = req.form(&params).send().await.map_err(transport_error)?;
-    let status = response.status();
-    read_limited(response).await?;
     // RFC 7009 §2.2: 200 whether or not the token was valid.
-    if status.is_success() {
-        Ok(())
-    } else if status.is_server_error() {
-        Err(TokenError::Unavailable(status.as_u16()))
-    } else {
-        Err(TokenError::Rejected(format!(
-            "revocation answered HTTP {}",
-            status.as_u16()
-        )))
-    }
+    fetch(req.form(&params), "revocation").await.map(|_| ())
 }

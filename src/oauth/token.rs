@@ -192,6 +192,30 @@ pub(crate) async fn read_limited(mut response: reqwest::Response) -> Result<Vec<
     Ok(body)
 }
 
+/// Sends a call to a provider API (who-am-I, REST login, revocation) and returns the
+/// body of a 2xx answer; anything else becomes the matching failure class.
+pub(crate) async fn fetch(
+    request: reqwest::RequestBuilder,
+    what: &str,
+) -> Result<Vec<u8>, TokenError> {
+    let response = request.send().await.map_err(transport_error)?;
+    let status = response.status();
+    let body = read_limited(response).await?;
+    if status == StatusCode::TOO_MANY_REQUESTS {
+        return Err(TokenError::Throttled { retry_after: None });
+    }
+    if status.is_server_error() {
+        return Err(TokenError::Unavailable(status.as_u16()));
+    }
+    if !status.is_success() {
+        return Err(TokenError::Rejected(format!(
+            "{what} answered HTTP {}",
+            status.as_u16()
+        )));
+    }
+    Ok(body)
+}
+
 fn parse_retry_after(value: &str) -> Option<Duration> {
     if let Ok(secs) = value.trim().parse::<u64>() {
         return Some(Duration::from_secs(secs));

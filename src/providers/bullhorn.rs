@@ -11,7 +11,7 @@ use url::Url;
 use super::{ClientAuth, Context, Kind, Provider, TokenBody};
 use crate::config::{ConfigError, ProviderSettings};
 use crate::oauth::identity::Account;
-use crate::oauth::token::{TokenError, read_limited, transport_error};
+use crate::oauth::token::{TokenError, fetch, read_limited, transport_error};
 
 const LOGIN_INFO_URL: &str = "https://rest.bullhornstaffing.com/rest-services/loginInfo";
 
@@ -231,21 +231,7 @@ pub async fn rest_login(
     url.query_pairs_mut()
         .append_pair("version", "*")
         .append_pair("access_token", access_token.expose_secret());
-    let response = http.post(url).send().await.map_err(transport_error)?;
-    let status = response.status();
-    let body = read_limited(response).await?;
-    if status.is_server_error() {
-        return Err(TokenError::Unavailable(status.as_u16()));
-    }
-    if status == reqwest::StatusCode::TOO_MANY_REQUESTS {
-        return Err(TokenError::Throttled { retry_after: None });
-    }
-    if !status.is_success() {
-        return Err(TokenError::Rejected(format!(
-            "REST login answered HTTP {}",
-            status.as_u16()
-        )));
-    }
+    let body = fetch(http.post(url), "REST login").await?;
     let answer: LoginAnswer =
         serde_json::from_slice(&body).map_err(|_| TokenError::Malformed("REST login answer"))?;
     Url::parse(&answer.rest_url).map_err(|_| TokenError::Malformed("REST login restUrl"))?;
@@ -270,24 +256,10 @@ async fn rest_get(
     path: &str,
 ) -> Result<Vec<u8>, TokenError> {
     let url = format!("{}{path}", session.rest_url);
-    let response = http
+    let request = http
         .get(url)
-        .header("BhRestToken", session.bh_rest_token.expose_secret())
-        .send()
-        .await
-        .map_err(transport_error)?;
-    let status = response.status();
-    let body = read_limited(response).await?;
-    if status.is_server_error() {
-        return Err(TokenError::Unavailable(status.as_u16()));
-    }
-    if !status.is_success() {
-        return Err(TokenError::Rejected(format!(
-            "REST {path} answered HTTP {}",
-            status.as_u16()
-        )));
-    }
-    Ok(body)
+        .header("BhRestToken", session.bh_rest_token.expose_secret());
+    fetch(request, &format!("REST {path}")).await
 }
 
 pub async fn ping(

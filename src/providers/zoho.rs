@@ -12,7 +12,7 @@ use url::Url;
 use super::{ClientAuth, Context, Kind, Provider, TokenBody};
 use crate::config::{ConfigError, ProviderSettings};
 use crate::oauth::identity::Account;
-use crate::oauth::token::{TokenError, read_limited, transport_error};
+use crate::oauth::token::{TokenError, fetch, read_limited, transport_error};
 
 /// location → (accounts server, Recruit API host).
 const DATA_CENTERS: &[(&str, &str, &str)] = &[
@@ -208,26 +208,14 @@ pub async fn identify(
         .api_host
         .as_deref()
         .ok_or(TokenError::Malformed("no Recruit host"))?;
-    let response = http
+    // Zoho wants its own scheme name, not `Bearer`.
+    let request = http
         .get(format!("{host}/recruit/v2/users?type=CurrentUser"))
         .header(
             reqwest::header::AUTHORIZATION,
             format!("Zoho-oauthtoken {}", access_token.expose_secret()),
-        )
-        .send()
-        .await
-        .map_err(transport_error)?;
-    let status = response.status();
-    let body = read_limited(response).await?;
-    if status.is_server_error() {
-        return Err(TokenError::Unavailable(status.as_u16()));
-    }
-    if !status.is_success() {
-        return Err(TokenError::Rejected(format!(
-            "Recruit users answered HTTP {}",
-            status.as_u16()
-        )));
-    }
+        );
+    let body = fetch(request, "Recruit users").await?;
     let users: Users =
         serde_json::from_slice(&body).map_err(|_| TokenError::Malformed("Recruit users answer"))?;
     let user = users

@@ -62,9 +62,16 @@ impl FromRequestParts<AppState> for ApiKey {
             .and_then(|v| v.strip_prefix("Bearer "))
             .filter(|k| !k.is_empty() && k.len() <= 128)
             .ok_or(ApiError(AppError::Unauthorized))?;
+        let hash = crypto::token_hash(presented);
+        if let Some(id) = app.api_keys.get(&hash) {
+            return Ok(ApiKey(id));
+        }
         let mut conn = app.pool.acquire().await?;
-        let id = db::api_keys::verify(&mut conn, &crypto::token_hash(presented)).await?;
-        id.map(ApiKey).ok_or(ApiError(AppError::Unauthorized))
+        let id = db::api_keys::verify(&mut conn, &hash)
+            .await?
+            .ok_or(ApiError(AppError::Unauthorized))?;
+        app.api_keys.insert(hash, id);
+        Ok(ApiKey(id))
     }
 }
 

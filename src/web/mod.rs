@@ -1,6 +1,7 @@
 //! HTTP surface: one router per feature, merged here with the shared layers.
 
 pub mod api;
+pub mod api_keys;
 pub mod api_user;
 pub mod assets;
 pub mod callback;
