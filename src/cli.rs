@@ -12,6 +12,7 @@ use crate::clock::Clock;
 use crate::config::{self, DataCenterSettings, ProviderSettings, RawSettings, Settings};
 use crate::crypto::{self, KeyRing};
 use crate::sandbox::Sandbox;
+use crate::web::admin::accounts;
 use crate::web::api::{EndUserInput, create_link_for};
 use crate::{AppState, Application, db};
 
@@ -70,6 +71,21 @@ pub enum Command {
     Keys {
         #[command(subcommand)]
         action: KeysAction,
+    },
+    /// Admin console accounts.
+    Admin {
+        #[command(subcommand)]
+        action: AdminAction,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum AdminAction {
+    /// Create an admin. The password is read from standard input (one line), or asked
+    /// for without echo on a terminal; at least 12 characters. Prints the admin's email.
+    Create {
+        #[arg(long)]
+        email: String,
     },
 }
 
@@ -195,7 +211,45 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             }
             Ok(())
         }
+        Command::Admin {
+            action: AdminAction::Create { email },
+        } => {
+            let password = read_new_password(&email)?;
+            // Only the database is needed: no encryption key required for this.
+            let raw = config::load_raw(cli.config.as_deref())?;
+            let pool = db::connect_and_migrate(raw.database.url.expose_secret(), 2).await?;
+            accounts::create_admin(&pool, &email, &password)
+                .await
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            eprintln!("admin created; sign in at /admin");
+            println!("{}", accounts::normalize_email(&email).unwrap_or(email));
+            Ok(())
+        }
     }
+}
+
+/// A new admin's password: without echo from a terminal (asked twice), else the first
+/// line of standard input, so scripts can pipe it in.
+fn read_new_password(email: &str) -> anyhow::Result<SecretString> {
+    use std::io::{BufRead, IsTerminal};
+    if std::io::stdin().is_terminal() {
+        let first = rpassword::prompt_password(format!(
+            "Password for {email} (at least {} characters, not shown): ",
+            accounts::MIN_PASSWORD_CHARS
+        ))?;
+        let again = rpassword::prompt_password("The same password again: ")?;
+        if first != again {
+            anyhow::bail!("the two passwords differ; nothing was created");
+        }
+        return Ok(SecretString::from(first));
+    }
+    let mut line = String::new();
+    std::io::stdin().lock().read_line(&mut line)?;
+    let password = line
+        .strip_suffix('\n')
+        .map(|l| l.strip_suffix('\r').unwrap_or(l))
+        .unwrap_or(&line);
+    Ok(SecretString::from(password.to_string()))
 }
 
 fn load(file: Option<&Path>) -> anyhow::Result<Settings> {
@@ -237,6 +291,8 @@ async fn shutdown_signal() {
 
 /// Demo client credentials: they only ever meet the local sandbox.
 const DEMO_CLIENT_ID: &str = "keyhaven-demo";
+/// The demo's admin; its password is new on every start.
+pub const DEMO_ADMIN_EMAIL: &str = "admin@example.com";
 
 /// Settings for portal + sandbox on this machine, with every provider pointed at the sandbox.
 pub fn sandbox_settings(
@@ -381,12 +437,23 @@ async fn demo(
     .await
     .map_err(|e| anyhow::anyhow!("{e}"))?;
     let api_key = create_api_key(&state, "demo").await?;
+    // A fresh password on every start: the demo database outlives the process.
+    let admin_password = crypto::random_token()?;
+    accounts::set_admin(
+        &state.pool,
+        DEMO_ADMIN_EMAIL,
+        &SecretString::from(admin_password.clone()),
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!("{e}"))?;
     println!("Keyhaven demo is running.");
     println!("  portal:   {public_url}");
     println!(
         "  sandbox:  {sandbox_base} (imitates SmartRecruiters, Bullhorn, Zoho Recruit, Hurdlr and a standard OAuth 2.0 server)"
     );
     println!("  API key:  {api_key}");
+    println!("  admin:    {public_url}/admin");
+    println!("            email {DEMO_ADMIN_EMAIL}, password {admin_password}");
     println!(
         "  try:      curl -H 'Authorization: Bearer {api_key}' {public_url}/api/v1/end-users/demo-user/connections"
     );

@@ -100,6 +100,9 @@ pub struct ServerSettings {
     pub http_timeout_secs: u64,
     /// Lifetime of an end user's browser session, in hours.
     pub session_hours: i64,
+    /// Behind a reverse proxy that appends the client's address to `X-Forwarded-For`:
+    /// the admin sign-in limit then counts per that address instead of per proxy.
+    pub trust_forwarded_for: bool,
 }
 
 impl Default for ServerSettings {
@@ -110,6 +113,7 @@ impl Default for ServerSettings {
             public_url: Url::parse("http://localhost:8080").expect("valid constant URL"),
             http_timeout_secs: 10,
             session_hours: 24,
+            trust_forwarded_for: false,
         }
     }
 }

@@ -45,7 +45,7 @@ impl AppError {
         AppError::Internal(e.into())
     }
 
-    fn status(&self) -> StatusCode {
+    pub(crate) fn status(&self) -> StatusCode {
         match self {
             AppError::NotFound => StatusCode::NOT_FOUND,
             AppError::BadRequest(_) => StatusCode::BAD_REQUEST,
@@ -75,7 +75,7 @@ impl AppError {
     }
 
     /// What a person may read.
-    fn public_message(&self) -> String {
+    pub(crate) fn public_message(&self) -> String {
         match self {
             AppError::NotFound => "This page does not exist.".into(),
             AppError::BadRequest(m) | AppError::Forbidden(m) => m.clone(),
@@ -94,7 +94,7 @@ impl AppError {
         }
     }
 
-    fn log(&self) {
+    pub(crate) fn log(&self) {
         match self {
             AppError::Unavailable(e) => tracing::warn!(error = %e, "database unavailable"),
             AppError::Internal(e) => tracing::error!(error = %format!("{e:#}"), "internal error"),

@@ -140,9 +140,13 @@ impl Application {
             .enabled
             .then(|| tokio::spawn(lifecycle::refresher::run(self.state.clone())));
         let app = web::router(self.state, self.store);
-        let result = axum::serve(self.listener, app)
-            .with_graceful_shutdown(shutdown)
-            .await;
+        // The peer address identifies a client for the admin sign-in limit.
+        let result = axum::serve(
+            self.listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(shutdown)
+        .await;
         housekeeping.abort();
         if let Some(task) = refresher {
             task.abort();

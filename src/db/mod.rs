@@ -1,8 +1,10 @@
 //! Database access: free async functions over a connection or transaction, one file
 //! per table family. Migrations are embedded and run at start.
 
+pub mod admins;
 pub mod api_keys;
 pub mod connections;
+pub mod console;
 pub mod end_users;
 pub mod events;
 pub mod links;

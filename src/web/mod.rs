@@ -1,5 +1,6 @@
 //! HTTP surface: one router per feature, merged here with the shared layers.
 
+pub mod admin;
 pub mod api;
 pub mod api_keys;
 pub mod api_user;
@@ -39,6 +40,7 @@ pub fn router(state: AppState, store: PostgresStore) -> Router {
     let pages = Router::new()
         .merge(connect::router())
         .merge(callback::router())
+        .merge(admin::router(state.clone()))
         .layer(sessions);
 
     let app = Router::new()
@@ -78,7 +80,8 @@ fn with_security_headers(router: Router) -> Router {
     })
 }
 
-/// Periodic clean-up of expired pending authorizations and sessions.
+/// Periodic clean-up of expired pending authorizations, old failed admin sign-ins and
+/// sessions.
 pub async fn housekeeping(state: AppState, store: PostgresStore) {
     use tower_sessions::ExpiredDeletion;
     let mut tick = tokio::time::interval(Duration::from_secs(60));
@@ -88,6 +91,12 @@ pub async fn housekeeping(state: AppState, store: PostgresStore) {
             && let Err(e) = crate::db::pending::delete_expired(&mut conn, state.clock.now()).await
         {
             tracing::warn!(error = %e, "could not delete expired authorizations");
+        }
+        let before = state.clock.now() - admin::login_failures_kept();
+        if let Ok(mut conn) = state.pool.acquire().await
+            && let Err(e) = crate::db::admins::delete_old_failures(&mut conn, before).await
+        {
+            tracing::warn!(error = %e, "could not delete old admin sign-in failures");
         }
         if let Err(e) = store.delete_expired().await {
             tracing::warn!(error = %e, "could not delete expired sessions");

@@ -84,6 +84,8 @@ pub struct Options {
     pub pool_size: u32,
     /// Bullhorn connects with an API user's credentials on our page.
     pub bullhorn_api_user: bool,
+    /// Last changes to the settings before the app starts.
+    pub tweak: fn(&mut keyhaven::Settings),
 }
 
 impl Default for Options {
@@ -92,6 +94,7 @@ impl Default for Options {
             http_timeout_secs: 10,
             pool_size: 10,
             bullhorn_api_user: false,
+            tweak: |_| {},
         }
     }
 }
@@ -128,6 +131,7 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
             cfg.api_user_mode = options.bullhorn_api_user;
         }
     }
+    (options.tweak)(&mut settings);
     keyhaven::cli::register_sandbox_clients(&sandbox, &settings, CLIENT_SECRET);
     let pool = keyhaven::db::connect_and_migrate(&database_url, options.pool_size)
         .await
@@ -339,5 +343,106 @@ impl TestApp {
         .fetch_all(self.pool())
         .await
         .unwrap()
+    }
+}
+
+pub const ADMIN_EMAIL: &str = "ops@example.com";
+pub const ADMIN_PASSWORD: &str = "correct horse battery staple";
+
+/// Signs in on the login form of the portal at `base`; returns the answer to the POST.
+pub async fn sign_in_at(
+    base: &str,
+    browser: &reqwest::Client,
+    email: &str,
+    password: &str,
+) -> reqwest::Response {
+    let page = browser
+        .get(format!("{base}/admin/login"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let csrf = field_value(&page, "csrf").expect("login form token");
+    browser
+        .post(format!("{base}/admin/login"))
+        .form(&[
+            ("csrf", csrf.as_str()),
+            ("email", email),
+            ("password", password),
+        ])
+        .send()
+        .await
+        .unwrap()
+}
+
+/// The value of the first `name="{name}"` form field in a page.
+pub fn field_value(page: &str, name: &str) -> Option<String> {
+    let marker = format!("name=\"{name}\" value=\"");
+    let start = page.find(&marker)? + marker.len();
+    page[start..].split('"').next().map(String::from)
+}
+
+impl TestApp {
+    pub async fn create_admin(&self, email: &str, password: &str) -> uuid::Uuid {
+        keyhaven::web::admin::accounts::create_admin(
+            self.pool(),
+            email,
+            &secrecy::SecretString::from(password),
+        )
+        .await
+        .unwrap()
+    }
+
+    /// Signs in on the login form; returns the answer to the POST.
+    pub async fn sign_in(
+        &self,
+        browser: &reqwest::Client,
+        email: &str,
+        password: &str,
+    ) -> reqwest::Response {
+        sign_in_at(&self.url, browser, email, password).await
+    }
+
+    /// A browser signed in as the test admin (created on first use).
+    pub async fn admin_browser(&self) -> reqwest::Client {
+        let exists: bool =
+            sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM admins WHERE email = $1)")
+                .bind(ADMIN_EMAIL)
+                .fetch_one(self.pool())
+                .await
+                .unwrap();
+        if !exists {
+            self.create_admin(ADMIN_EMAIL, ADMIN_PASSWORD).await;
+        }
+        let browser = browser();
+        let r = self.sign_in(&browser, ADMIN_EMAIL, ADMIN_PASSWORD).await;
+        assert_eq!(r.status(), StatusCode::SEE_OTHER, "admin sign-in");
+        assert_eq!(location(&r), "/admin");
+        browser
+    }
+
+    /// An admin page's text (asserting 200).
+    pub async fn admin_page(&self, browser: &reqwest::Client, path: &str) -> String {
+        let r = browser
+            .get(format!("{}{path}", self.url))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::OK, "GET {path}");
+        r.text().await.unwrap()
+    }
+
+    /// POSTs an admin form with the page's CSRF token.
+    pub async fn admin_post(&self, browser: &reqwest::Client, path: &str) -> reqwest::Response {
+        let page = self.admin_page(browser, "/admin").await;
+        let csrf = field_value(&page, "csrf").expect("admin form token");
+        browser
+            .post(format!("{}{path}", self.url))
+            .form(&[("csrf", csrf.as_str())])
+            .send()
+            .await
+            .unwrap()
     }
 }

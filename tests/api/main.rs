@@ -2,7 +2,9 @@
 //! per test, trace-level logs captured for leak checks.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod admin;
 mod api;
+mod browser;
 mod callback_input;
 mod config;
 mod connect_flow;
