@@ -76,7 +76,7 @@ pub async fn release_lease(conn: &mut PgConnection, id: Uuid, owner: &str) -> sq
 }
 
 /// Claims up to `limit` connections due for a background refresh, skipping rows another
-/// instance is claiming right now.
+/// instance is claiming right now; returns them as claimed.
 pub async fn claim_due(
     conn: &mut PgConnection,
     owner: &str,
@@ -84,8 +84,9 @@ pub async fn claim_due(
     now: OffsetDateTime,
     until: OffsetDateTime,
     limit: i64,
-) -> sqlx::Result<Vec<Uuid>> {
-    sqlx::query_scalar!(
+) -> sqlx::Result<Vec<GrantRow>> {
+    sqlx::query_as!(
+        GrantRow,
         r#"UPDATE connections SET lease_until = $4, lease_owner = $2
            WHERE id IN (
              SELECT id FROM connections
@@ -95,7 +96,9 @@ pub async fn claim_due(
              LIMIT $5
              FOR UPDATE SKIP LOCKED
            )
-           RETURNING id"#,
+           RETURNING id, end_user_id, provider, status, account_id, metadata, access_token, refresh_token,
+                     provider_session, provider_credentials, access_expires_at, refresh_expires_at,
+                     lease_until, version, refresh_failures"#,
         providers,
         owner,
         now,

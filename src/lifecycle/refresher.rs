@@ -56,7 +56,9 @@ impl Limits {
 }
 
 /// One round: claim what is due (as much as there is room for) and start refreshing it.
-/// Returns how many connections were claimed.
+/// Returns how many connections were claimed. Claims wait until a quarter of the slots
+/// are free: each claim walks the due index, so many one-row claims would cost more
+/// than the refreshes.
 pub async fn run_once(
     app: &AppState,
     limits: &Limits,
@@ -72,8 +74,11 @@ pub async fn run_once(
     if providers.is_empty() {
         return Ok(0);
     }
-    let room = limits.overall.available_permits() as i64;
-    let limit = app.settings.refresher.batch.min(room.max(1));
+    let room = limits.overall.available_permits();
+    if !running.is_empty() && room < (app.settings.refresher.concurrency / 4).max(1) {
+        return Ok(0);
+    }
+    let limit = app.settings.refresher.batch.min(room.max(1) as i64);
     let now = app.clock.now();
     let lease = Duration::seconds(app.settings.refresher.lease_secs);
     let claimed = {
@@ -89,28 +94,18 @@ pub async fn run_once(
         .await?
     };
     let count = claimed.len();
-    for id in claimed {
+    for row in claimed {
         let overall = limits.overall.clone().acquire_owned().await?;
+        let provider_limit = limits.per_provider.get(&row.provider).cloned();
         let app = app.clone();
-        let per_provider = limits.per_provider.clone();
         running.spawn(async move {
             let _overall = overall;
-            let row = {
-                let Ok(mut conn) = app.pool.acquire().await else {
-                    return;
-                };
-                match db::refresh::load(&mut conn, id).await {
-                    Ok(Some(row)) => row,
-                    _ => return,
-                }
-            };
-            let _provider = match per_provider.get(&row.provider) {
-                Some(limit) => limit.clone().acquire_owned().await.ok(),
+            let _provider = match provider_limit {
+                Some(limit) => limit.acquire_owned().await.ok(),
                 None => None,
             };
-            match refresh_claimed(&app, row).await {
-                Ok(_) => {}
-                Err(e) => tracing::info!(error = %e, "background refresh did not succeed"),
+            if let Err(e) = refresh_claimed(&app, row).await {
+                tracing::info!(error = %e, "background refresh did not succeed");
             }
         });
     }
