@@ -778,3 +778,44 @@ async fn key_rotation_old_rows_still_open_reseal_moves_them_then_the_old_key_can
     let again = keyhaven::reseal::reseal_all(&rotated).await.unwrap();
     assert_eq!((again.resealed, again.already_current), (0, 1));
 }
+
+#[tokio::test]
+async fn the_background_refresher_respects_per_provider_concurrency() {
+    let app = spawn_app_with(Options {
+        tweak: |settings| {
+            for provider in &mut settings.providers {
+                if provider.id == "smartrecruiters" {
+                    provider.refresh_concurrency = Some(1);
+                }
+            }
+        },
+        ..Options::default()
+    })
+    .await;
+    for i in 0..3 {
+        app.connected(&format!("limited-{i}"), "smartrecruiters")
+            .await;
+    }
+    app.clock
+        .advance(time::Duration::days(26) + time::Duration::hours(1));
+    app.sandbox.add_fault(Fault {
+        provider: "smartrecruiters".into(),
+        target: FaultTarget::Refresh,
+        effect: FaultEffect::Latency { ms: 300 },
+        times: 3,
+    });
+    let started = std::time::Instant::now();
+    assert_eq!(
+        keyhaven::lifecycle::refresher::drain(&app.state)
+            .await
+            .unwrap(),
+        3
+    );
+    // One at a time: three 300 ms refreshes cannot overlap.
+    assert!(
+        started.elapsed() >= Duration::from_millis(900),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(app.sandbox.counter("smartrecruiters.refreshed"), 3);
+}
