@@ -74,8 +74,13 @@ pub(crate) fn usable(row: &GrantRow) -> Result<(), LifecycleError> {
 /// Valid for at least the margin (an unknown expiry counts as valid).
 pub(crate) fn fresh(app: &AppState, row: &GrantRow) -> bool {
     let margin = Duration::seconds(app.settings.refresher.margin_secs);
-    let has_credential = row.access_token.is_some()
-        && (row.provider != "bullhorn" || row.provider_session.is_some());
+    // Bullhorn's credential is the REST session made from the grant.
+    let needs_session = app
+        .settings
+        .provider(&row.provider)
+        .is_some_and(|p| matches!(p.kind, Kind::Bullhorn(_)));
+    let has_credential =
+        row.access_token.is_some() && (!needs_session || row.provider_session.is_some());
     has_credential
         && row
             .access_expires_at
