@@ -310,6 +310,27 @@ impl TestApp {
         format!("http://127.0.0.1:{}", addr.port())
     }
 
+    /// The same request, in the background (for races and concurrency).
+    pub fn spawn_credentials(
+        &self,
+        base: &str,
+        key: &str,
+        id: uuid::Uuid,
+    ) -> tokio::task::JoinHandle<reqwest::Response> {
+        let (url, key) = (
+            format!("{base}/api/v1/connections/{id}/credentials"),
+            key.to_string(),
+        );
+        tokio::spawn(async move {
+            reqwest::Client::new()
+                .get(url)
+                .bearer_auth(key)
+                .send()
+                .await
+                .unwrap()
+        })
+    }
+
     pub async fn credentials(
         &self,
         base: &str,

@@ -133,30 +133,19 @@ async fn a_hundred_concurrent_requests_on_two_instances_cause_exactly_one_refres
     ));
     let mut calls = Vec::new();
     for i in 0..100 {
-        let base = if i % 2 == 0 {
-            app.url.clone()
-        } else {
-            second.clone()
-        };
-        let url = format!("{base}/api/v1/connections/{id}/credentials");
-        let key = key.clone();
-        calls.push(tokio::spawn(async move {
-            let r = reqwest::Client::new()
-                .get(url)
-                .bearer_auth(key)
-                .send()
-                .await
-                .unwrap();
-            assert_eq!(r.status(), StatusCode::OK);
-            r.json::<Value>().await.unwrap()["access_token"]
-                .as_str()
-                .unwrap()
-                .to_string()
-        }));
+        let base = if i % 2 == 0 { &app.url } else { &second };
+        calls.push(app.spawn_credentials(base, &key, id));
     }
     let mut tokens = Vec::new();
     for c in calls {
-        tokens.push(c.await.unwrap());
+        let r = c.await.unwrap();
+        assert_eq!(r.status(), StatusCode::OK);
+        tokens.push(
+            r.json::<Value>().await.unwrap()["access_token"]
+                .as_str()
+                .unwrap()
+                .to_string(),
+        );
     }
     tokens.dedup();
     assert_eq!(tokens.len(), 1, "every caller got the same new credential");
@@ -394,20 +383,7 @@ async fn a_refresh_racing_a_reconnect_loses_to_the_reconnect() {
         "smartrecruiters",
         FaultEffect::Latency { ms: 800 },
     ));
-    let refreshing = {
-        let (url, key) = (
-            format!("{}/api/v1/connections/{id}/credentials", app.url),
-            key.clone(),
-        );
-        tokio::spawn(async move {
-            reqwest::Client::new()
-                .get(url)
-                .bearer_auth(key)
-                .send()
-                .await
-                .unwrap()
-        })
-    };
+    let refreshing = app.spawn_credentials(&app.url, &key, id);
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert_eq!(
         app.connect(&browser, "smartrecruiters").await.status(),
@@ -465,22 +441,10 @@ async fn a_refresh_killed_midway_is_followed_by_exactly_one_refresh_after_its_le
     app.clock.advance(time::Duration::seconds(61));
     let mut calls = Vec::new();
     for _ in 0..10 {
-        let (url, key) = (
-            format!("{}/api/v1/connections/{id}/credentials", app.url),
-            key.clone(),
-        );
-        calls.push(tokio::spawn(async move {
-            reqwest::Client::new()
-                .get(url)
-                .bearer_auth(key)
-                .send()
-                .await
-                .unwrap()
-                .status()
-        }));
+        calls.push(app.spawn_credentials(&app.url, &key, id));
     }
     for c in calls {
-        assert_eq!(c.await.unwrap(), StatusCode::OK);
+        assert_eq!(c.await.unwrap().status(), StatusCode::OK);
     }
     assert_eq!(app.sandbox.counter("smartrecruiters.refreshed"), 1);
 }
@@ -519,20 +483,7 @@ async fn postgres_going_away_mid_refresh_fails_cleanly_and_the_next_request_work
         "smartrecruiters",
         FaultEffect::Latency { ms: 600 },
     ));
-    let refreshing = {
-        let (url, key) = (
-            format!("{}/api/v1/connections/{id}/credentials", app.url),
-            key.clone(),
-        );
-        tokio::spawn(async move {
-            reqwest::Client::new()
-                .get(url)
-                .bearer_auth(key)
-                .send()
-                .await
-                .unwrap()
-        })
-    };
+    let refreshing = app.spawn_credentials(&app.url, &key, id);
     tokio::time::sleep(Duration::from_millis(200)).await;
     cut(false).await;
     // Meanwhile other requests fail cleanly with 503.
@@ -586,21 +537,7 @@ async fn a_slow_provider_does_not_starve_other_requests_of_connections() {
     });
     let slow: Vec<_> = ids
         .iter()
-        .map(|id| {
-            let (url, key) = (
-                format!("{}/api/v1/connections/{id}/credentials", app.url),
-                key.clone(),
-            );
-            tokio::spawn(async move {
-                reqwest::Client::new()
-                    .get(url)
-                    .bearer_auth(key)
-                    .send()
-                    .await
-                    .unwrap()
-                    .status()
-            })
-        })
+        .map(|id| app.spawn_credentials(&app.url, &key, *id))
         .collect();
     tokio::time::sleep(Duration::from_millis(300)).await;
     let started = std::time::Instant::now();
@@ -611,7 +548,7 @@ async fn a_slow_provider_does_not_starve_other_requests_of_connections() {
         "no connection held across provider calls"
     );
     for s in slow {
-        assert_eq!(s.await.unwrap(), StatusCode::OK);
+        assert_eq!(s.await.unwrap().status(), StatusCode::OK);
     }
 }
 
