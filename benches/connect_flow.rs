@@ -7,7 +7,8 @@
 //!
 //! Run: `cargo bench --bench connect_flow` (the local Postgres, as the portal's default
 //! finds it; or BENCH_DATABASE_URL, a URL with `{db}` where the database name goes).
-//! BENCH_FLOWS (default 2000), BENCH_POOL and BENCH_PROVIDER narrow a run.
+//! BENCH_FLOWS (default 2000), BENCH_POOL, BENCH_PROVIDER and BENCH_CONCURRENCY (a
+//! comma-separated list) narrow a run.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod support;
@@ -102,13 +103,17 @@ async fn main() {
             .unwrap_or(1)
     );
     let only = std::env::var("BENCH_PROVIDER").ok();
+    let levels: Vec<usize> = std::env::var("BENCH_CONCURRENCY")
+        .ok()
+        .map(|v| v.split(',').filter_map(|n| n.trim().parse().ok()).collect())
+        .unwrap_or_else(|| vec![1, 16, 64]);
     for provider in ["smartrecruiters", "acme", "bullhorn", "zoho", "hurdlr"] {
         if only.as_deref().is_some_and(|o| o != provider) {
             continue;
         }
         // Warm-up: connections, caches, prepared statements.
         run(&portal, provider, 16, 200).await;
-        for concurrency in [1, 16, 64] {
+        for &concurrency in &levels {
             let flows = if concurrency == 1 { scale / 10 } else { scale };
             run(&portal, provider, concurrency, flows).await;
         }

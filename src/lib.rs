@@ -21,7 +21,6 @@ use std::time::Duration;
 
 use sqlx::PgPool;
 use tokio::net::TcpListener;
-use tower_sessions_sqlx_store::PostgresStore;
 
 pub use clock::Clock;
 pub use config::Settings;
@@ -78,7 +77,7 @@ pub fn outbound_client(total: Duration) -> anyhow::Result<reqwest::Client> {
 pub struct Application {
     listener: TcpListener,
     state: AppState,
-    store: PostgresStore,
+    store: web::session_store::Sessions,
 }
 
 impl Application {
@@ -109,7 +108,7 @@ impl Application {
         pool: PgPool,
         clock: Clock,
     ) -> anyhow::Result<Self> {
-        let store = PostgresStore::new(pool.clone());
+        let store = web::session_store::Sessions::new(pool.clone());
         store.migrate().await?;
         let state = AppState::new(settings, pool, clock)?;
         Ok(Self {

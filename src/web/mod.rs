@@ -9,6 +9,7 @@ pub mod callback;
 pub mod connect;
 pub mod health;
 pub mod session;
+pub mod session_store;
 
 use std::time::Duration;
 
@@ -20,31 +21,24 @@ use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::trace::TraceLayer;
 use tower_sessions::cookie::SameSite;
 use tower_sessions::{Expiry, SessionManagerLayer};
-use tower_sessions_sqlx_store::PostgresStore;
 
 use crate::AppState;
 use crate::error::AppError;
+use session_store::Sessions;
 
 pub const SESSION_COOKIE: &str = "keyhaven_session";
 
-pub fn router(state: AppState, store: PostgresStore) -> Router {
-    let sessions = SessionManagerLayer::new(store)
-        .with_name(SESSION_COOKIE)
-        .with_http_only(true)
-        .with_same_site(SameSite::Lax)
-        .with_secure(state.settings.secure_cookies())
-        .with_expiry(Expiry::OnInactivity(time::Duration::hours(
-            state.settings.server.session_hours,
-        )));
-
-    let pages = Router::new()
+pub fn router(state: AppState, store: Sessions) -> Router {
+    // End-user pages may read sessions from memory; admin pages always read Postgres.
+    let end_user_pages = Router::new()
         .merge(connect::router())
         .merge(callback::router())
-        .merge(admin::router(state.clone()))
-        .layer(sessions);
+        .layer(session_layer(&state, store.with_cached_reads()));
+    let admin_pages = admin::router(state.clone()).layer(session_layer(&state, store));
 
     let app = Router::new()
-        .merge(pages)
+        .merge(end_user_pages)
+        .merge(admin_pages)
         .nest("/api/v1", api::router())
         .merge(health::router())
         .merge(assets::router())
@@ -60,6 +54,17 @@ pub fn router(state: AppState, store: PostgresStore) -> Router {
             .unwrap_or("unmatched");
         tracing::info_span!("request", method = %req.method(), route)
     }))
+}
+
+fn session_layer(state: &AppState, store: Sessions) -> SessionManagerLayer<Sessions> {
+    SessionManagerLayer::new(store)
+        .with_name(SESSION_COOKIE)
+        .with_http_only(true)
+        .with_same_site(SameSite::Lax)
+        .with_secure(state.settings.secure_cookies())
+        .with_expiry(Expiry::OnInactivity(time::Duration::hours(
+            state.settings.server.session_hours,
+        )))
 }
 
 /// Headers every response carries unless its handler set them.
@@ -82,8 +87,7 @@ fn with_security_headers(router: Router) -> Router {
 
 /// Periodic clean-up of expired pending authorizations, old failed admin sign-ins and
 /// sessions.
-pub async fn housekeeping(state: AppState, store: PostgresStore) {
-    use tower_sessions::ExpiredDeletion;
+pub async fn housekeeping(state: AppState, store: Sessions) {
     let mut tick = tokio::time::interval(Duration::from_secs(60));
     loop {
         tick.tick().await;

@@ -14,4 +14,5 @@ mod lifecycle;
 mod providers;
 mod sandbox_providers;
 mod secrets;
+mod sessions;
 mod state_csrf;
