@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rand::Rng;
-use support::{ms, percentile};
+use support::{RawConnection, ms, percentile};
 
 const CONCURRENCY: usize = 64;
 
@@ -27,25 +27,20 @@ async fn main() {
     let key = keyhaven::cli::create_api_key(&portal.state, "bench")
         .await
         .unwrap();
-    let http = reqwest::Client::builder()
-        .pool_max_idle_per_host(CONCURRENCY)
-        .build()
-        .unwrap();
+    let bearer = format!("Bearer {key}");
     println!(
         "credentials: {} connections with valid tokens, {CONCURRENCY} clients, {seconds} s",
         ids.len()
     );
 
     // Warm-up.
+    let mut warm = RawConnection::open(&portal.url).await;
     for id in ids.iter().take(200) {
-        http.get(format!(
-            "{}/api/v1/connections/{id}/credentials",
-            portal.url
-        ))
-        .bearer_auth(&key)
-        .send()
-        .await
-        .unwrap();
+        let (status, _) = warm
+            .get(&format!("/api/v1/connections/{id}/credentials"), &bearer)
+            .await
+            .unwrap();
+        assert_eq!(status, 200);
     }
     let refreshes_before = portal
         .sandbox
@@ -54,23 +49,18 @@ async fn main() {
     let started = Instant::now();
     let mut workers = Vec::new();
     for _ in 0..CONCURRENCY {
-        let (ids, http, key, url) = (ids.clone(), http.clone(), key.clone(), portal.url.clone());
+        let (ids, bearer, url) = (ids.clone(), bearer.clone(), portal.url.clone());
         workers.push(tokio::spawn(async move {
+            // Each client keeps one connection, as pgbench's clients do.
+            let mut connection = RawConnection::open(&url).await;
             let mut times = Vec::new();
             let mut failures = 0u64;
             while Instant::now() < deadline {
                 let id = ids[rand::rng().random_range(0..ids.len())];
+                let path = format!("/api/v1/connections/{id}/credentials");
                 let t = Instant::now();
-                match http
-                    .get(format!("{url}/api/v1/connections/{id}/credentials"))
-                    .bearer_auth(&key)
-                    .send()
-                    .await
-                {
-                    Ok(r) if r.status().is_success() => {
-                        let _ = r.bytes().await;
-                        times.push(t.elapsed());
-                    }
+                match connection.get(&path, &bearer).await {
+                    Ok((200, len)) if len > 0 => times.push(t.elapsed()),
                     _ => failures += 1,
                 }
             }

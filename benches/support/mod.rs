@@ -231,3 +231,48 @@ pub async fn connect_many(
     assert_eq!(ids.len(), n);
     ids
 }
+
+/// One keep-alive HTTP/1.1 connection driven directly through hyper: a load generator
+/// as lean as `wrk` or `pgbench`'s client, so the portal rather than the client is what
+/// the machine's two cores spend their time on.
+pub struct RawConnection {
+    sender: hyper::client::conn::http1::SendRequest<http_body_util::Empty<bytes::Bytes>>,
+    host: String,
+}
+
+impl RawConnection {
+    pub async fn open(base_url: &str) -> RawConnection {
+        let host = base_url.trim_start_matches("http://").to_string();
+        let stream = tokio::net::TcpStream::connect(&host).await.unwrap();
+        stream.set_nodelay(true).unwrap();
+        let (sender, connection) =
+            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+                .await
+                .unwrap();
+        tokio::spawn(connection);
+        RawConnection { sender, host }
+    }
+
+    /// GET `path` with a bearer token; returns the status and the body's length.
+    pub async fn get(&mut self, path: &str, bearer: &str) -> Result<(u16, usize), String> {
+        use http_body_util::BodyExt;
+        let request = hyper::Request::get(path)
+            .header("host", &self.host)
+            .header("authorization", bearer)
+            .body(http_body_util::Empty::new())
+            .map_err(|e| e.to_string())?;
+        self.sender.ready().await.map_err(|e| e.to_string())?;
+        let response = self
+            .sender
+            .send_request(request)
+            .await
+            .map_err(|e| e.to_string())?;
+        let status = response.status().as_u16();
+        let body = response
+            .into_body()
+            .collect()
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok((status, body.to_bytes().len()))
+    }
+}
