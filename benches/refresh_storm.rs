@@ -65,7 +65,7 @@ async fn storm(n: usize, concurrency: usize) {
         let rate = refreshed as f64 / secs;
         let not_active: i64 =
             sqlx::query_scalar("SELECT count(*) FROM connections WHERE status <> 'active'")
-                .fetch_one(&portal.state.pool)
+                .fetch_one(&mut *portal.state.pool.acquire().await.unwrap())
                 .await
                 .unwrap();
         println!(

@@ -120,6 +120,7 @@ pub fn is_unavailable(e: &sqlx::Error) -> bool {
 
 impl From<sqlx::Error> for AppError {
     fn from(e: sqlx::Error) -> Self {
+        crate::db::pool::note_failure(&e);
         if is_unavailable(&e) {
             AppError::Unavailable(e)
         } else {

@@ -19,7 +19,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use sqlx::PgPool;
 use tokio::net::TcpListener;
 
 pub use clock::Clock;
@@ -31,7 +30,7 @@ pub struct AppState(Arc<Inner>);
 
 pub struct Inner {
     pub settings: Settings,
-    pub pool: PgPool,
+    pub pool: db::Pool,
     pub http: reqwest::Client,
     pub clock: Clock,
     /// Names this process as the holder of refresh leases.
@@ -48,7 +47,7 @@ impl std::ops::Deref for AppState {
 }
 
 impl AppState {
-    pub fn new(settings: Settings, pool: PgPool, clock: Clock) -> anyhow::Result<Self> {
+    pub fn new(settings: Settings, pool: db::Pool, clock: Clock) -> anyhow::Result<Self> {
         let http = outbound_client(settings.http_timeout())?;
         let instance_id = format!("keyhaven-{}", uuid::Uuid::new_v4().simple());
         Ok(Self(Arc::new(Inner {
@@ -94,7 +93,7 @@ impl Application {
 
     pub async fn build_with_pool(
         settings: Settings,
-        pool: PgPool,
+        pool: db::Pool,
         clock: Clock,
     ) -> anyhow::Result<Self> {
         let listener = TcpListener::bind(settings.server.listen).await?;
@@ -105,11 +104,14 @@ impl Application {
     pub async fn build_on(
         listener: TcpListener,
         settings: Settings,
-        pool: PgPool,
+        pool: db::Pool,
         clock: Clock,
     ) -> anyhow::Result<Self> {
-        let store = web::session_store::Sessions::new(pool.clone());
-        store.migrate().await?;
+        use secrecy::ExposeSecret;
+        let store = web::session_store::Sessions::new(
+            db::session_store_pool(settings.database.url.expose_secret())?,
+            pool.clone(),
+        );
         let state = AppState::new(settings, pool, clock)?;
         Ok(Self {
             listener,

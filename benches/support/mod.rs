@@ -225,7 +225,7 @@ pub async fn connect_many(
     )
     .bind(format!("seed-{prefix}-%"))
     .bind(provider)
-    .fetch_all(&portal.state.pool)
+    .fetch_all(&mut *portal.state.pool.acquire().await.unwrap())
     .await
     .unwrap();
     assert_eq!(ids.len(), n);

@@ -12,16 +12,20 @@ pub mod pending;
 pub mod refresh;
 pub mod sealed;
 
+pub mod pool;
+
 use sqlx::migrate::MigrateDatabase;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use sqlx::{PgPool, Postgres};
+use sqlx::{ConnectOptions, Connection, PgPool, Postgres};
 use std::str::FromStr;
 use std::time::Duration;
 
+pub use pool::Pool;
+
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
-/// Creates the database if it is missing, connects, and runs migrations.
-pub async fn connect_and_migrate(url: &str, max_connections: u32) -> anyhow::Result<PgPool> {
+/// Creates the database if it is missing, runs migrations, and opens the pool.
+pub async fn connect_and_migrate(url: &str, max_connections: u32) -> anyhow::Result<Pool> {
     if !Postgres::database_exists(url).await? {
         // Two instances starting together may both try; losing that race is fine.
         if let Err(e) = Postgres::create_database(url).await
@@ -31,24 +35,20 @@ pub async fn connect_and_migrate(url: &str, max_connections: u32) -> anyhow::Res
         }
     }
     let options = PgConnectOptions::from_str(url)?.application_name("keyhaven");
-    let pool = PgPoolOptions::new()
-        .max_connections(max_connections)
-        .min_connections(1)
-        // Fail fast when the pool is exhausted rather than queueing behind a slow provider.
+    let mut conn = options.connect().await?;
+    MIGRATOR.run(&mut conn).await?;
+    conn.close().await?;
+    // Fail fast when the pool is exhausted rather than queueing behind a slow provider.
+    Ok(Pool::connect(options, max_connections, Duration::from_secs(3)).await?)
+}
+
+/// The few connections tower-sessions' Postgres store uses (it needs an sqlx pool),
+/// opened on first use.
+pub fn session_store_pool(url: &str) -> anyhow::Result<PgPool> {
+    let options = PgConnectOptions::from_str(url)?.application_name("keyhaven-sessions");
+    Ok(PgPoolOptions::new()
+        .max_connections(4)
+        .min_connections(0)
         .acquire_timeout(Duration::from_secs(3))
-        // A ping on every checkout doubles round trips on a busy pool; pinging only
-        // connections that sat idle still weeds out the dead ones after a restart.
-        .test_before_acquire(false)
-        .before_acquire(|conn, meta| {
-            Box::pin(async move {
-                if meta.idle_for < Duration::from_secs(1) {
-                    return Ok(true);
-                }
-                Ok(sqlx::Connection::ping(conn).await.is_ok())
-            })
-        })
-        .connect_with(options)
-        .await?;
-    MIGRATOR.run(&pool).await?;
-    Ok(pool)
+        .connect_lazy_with(options))
 }

@@ -8,6 +8,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
+use sqlx::Connection;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
@@ -118,7 +119,8 @@ pub async fn create_link_for(
     validate_text("end_user.name", input.name.as_deref(), 1, 200)?;
     let token = crypto::random_token()?;
     let expires_at = app.clock.now() + time::Duration::hours(app.settings.links.connect_link_hours);
-    let mut tx = app.pool.begin().await?;
+    let mut conn = app.pool.acquire().await?;
+    let mut tx = conn.begin().await?;
     let end_user_id = db::end_users::upsert(
         &mut tx,
         &input.external_id,

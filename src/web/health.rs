@@ -18,15 +18,19 @@ async fn healthz() -> Json<serde_json::Value> {
 }
 
 async fn readyz(State(app): State<AppState>) -> (StatusCode, Json<serde_json::Value>) {
-    match sqlx::query_scalar!("SELECT 1 AS \"one!\"")
-        .fetch_one(&app.pool)
-        .await
-    {
+    let check = async {
+        let mut conn = app.pool.acquire().await?;
+        sqlx::query_scalar!("SELECT 1 AS \"one!\"")
+            .fetch_one(&mut *conn)
+            .await
+    };
+    match check.await {
         Ok(_) => (
             StatusCode::OK,
             Json(serde_json::json!({ "status": "ready" })),
         ),
         Err(e) => {
+            crate::db::pool::note_failure(&e);
             tracing::warn!(error = %e, "readiness check failed");
             (
                 StatusCode::SERVICE_UNAVAILABLE,

@@ -12,6 +12,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use sqlx::PgPool;
+
+use crate::db::Pool;
 use time::OffsetDateTime;
 use tower_sessions::SessionStore;
 use tower_sessions::session::{Id, Record};
@@ -27,15 +29,16 @@ const CACHE_CAPACITY: u64 = 20_000;
 #[derive(Clone, Debug)]
 pub struct Sessions {
     postgres: PostgresStore,
-    pool: PgPool,
+    /// New sessions are written through the portal's pool (no round trip on return).
+    pool: Pool,
     cache: moka::sync::Cache<Id, Record>,
     read_from_cache: bool,
 }
 
 impl Sessions {
-    pub fn new(pool: PgPool) -> Self {
+    pub fn new(store_pool: PgPool, pool: Pool) -> Self {
         Self {
-            postgres: PostgresStore::new(pool.clone()),
+            postgres: PostgresStore::new(store_pool),
             pool,
             cache: moka::sync::Cache::builder()
                 .max_capacity(CACHE_CAPACITY)
@@ -53,11 +56,6 @@ impl Sessions {
         }
     }
 
-    /// Creates the sessions table if it is missing.
-    pub async fn migrate(&self) -> sqlx::Result<()> {
-        self.postgres.migrate().await
-    }
-
     pub async fn delete_expired(&self) -> session_store::Result<()> {
         self.postgres.delete_expired().await
     }
@@ -72,6 +70,7 @@ impl SessionStore for Sessions {
     async fn create(&self, record: &mut Record) -> session_store::Result<()> {
         // The same encoding as the Postgres store's, which loads these rows.
         let data = rmp_serde::to_vec(&*record).map_err(|e| Error::Encode(e.to_string()))?;
+        let mut conn = self.pool.acquire().await.map_err(backend)?;
         // Ids are 128 random bits; a collision only means drawing again.
         loop {
             let inserted = sqlx::query(
@@ -81,7 +80,7 @@ impl SessionStore for Sessions {
             .bind(record.id.to_string())
             .bind(&data)
             .bind(record.expiry_date)
-            .execute(&self.pool)
+            .execute(&mut *conn)
             .await
             .map_err(backend)?
             .rows_affected();

@@ -200,7 +200,7 @@ async fn health_and_readiness() {
             .status(),
         StatusCode::OK
     );
-    app.pool().close().await;
+    app.state.pool.close();
     assert_eq!(
         client
             .get(format!("{}/readyz", app.url))

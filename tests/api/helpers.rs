@@ -77,6 +77,8 @@ pub struct TestApp {
     pub clock: Clock,
     pub state: AppState,
     pub database_url: String,
+    /// The tests' own connections, for looking at and changing rows directly.
+    db: PgPool,
 }
 
 pub struct Options {
@@ -147,6 +149,7 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
         sandbox_url,
         clock,
         state,
+        db: PgPool::connect(&database_url).await.unwrap(),
         database_url,
     }
 }
@@ -180,7 +183,7 @@ pub fn query_param(url: &str, key: &str) -> Option<String> {
 
 impl TestApp {
     pub fn pool(&self) -> &PgPool {
-        &self.state.pool
+        &self.db
     }
 
     pub async fn create_link(&self, external_id: &str) -> String {
@@ -408,7 +411,7 @@ pub fn field_value(page: &str, name: &str) -> Option<String> {
 impl TestApp {
     pub async fn create_admin(&self, email: &str, password: &str) -> uuid::Uuid {
         keyhaven::web::admin::accounts::create_admin(
-            self.pool(),
+            &self.state.pool,
             email,
             &secrecy::SecretString::from(password),
         )

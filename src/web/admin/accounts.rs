@@ -4,7 +4,6 @@
 use argon2::password_hash::SaltString;
 use argon2::{Argon2, PasswordHash, PasswordHasher, PasswordVerifier};
 use secrecy::{ExposeSecret, SecretString};
-use sqlx::PgPool;
 use tokio::sync::Semaphore;
 use uuid::Uuid;
 
@@ -83,7 +82,11 @@ pub async fn verify_password(stored: Option<String>, password: SecretString) -> 
 }
 
 /// Creates an admin after checking the email and password rules.
-pub async fn create_admin(pool: &PgPool, email: &str, password: &SecretString) -> AppResult<Uuid> {
+pub async fn create_admin(
+    pool: &crate::db::Pool,
+    email: &str,
+    password: &SecretString,
+) -> AppResult<Uuid> {
     let email = normalize_email(email)
         .ok_or_else(|| AppError::BadRequest("That is not an email address.".into()))?;
     check_password_rules(password)?;
@@ -98,7 +101,11 @@ pub async fn create_admin(pool: &PgPool, email: &str, password: &SecretString) -
 }
 
 /// Creates the admin or gives it a new password (the demo's admin).
-pub async fn set_admin(pool: &PgPool, email: &str, password: &SecretString) -> AppResult<Uuid> {
+pub async fn set_admin(
+    pool: &crate::db::Pool,
+    email: &str,
+    password: &SecretString,
+) -> AppResult<Uuid> {
     let email = normalize_email(email)
         .ok_or_else(|| AppError::BadRequest("That is not an email address.".into()))?;
     check_password_rules(password)?;
