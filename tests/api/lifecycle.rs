@@ -512,6 +512,42 @@ async fn postgres_going_away_mid_refresh_fails_cleanly_and_the_next_request_work
 }
 
 #[tokio::test]
+async fn connections_cut_by_the_server_cost_at_most_one_failed_request() {
+    let app = spawn_app().await;
+    let key = app.api_key().await;
+    let (_, id) = app.connected("cut-1", "acme").await;
+    // Several pooled connections, all used a moment ago.
+    let mut held = Vec::new();
+    for _ in 0..4 {
+        let mut conn = app.state.pool.acquire().await.unwrap();
+        sqlx::query("SELECT 1").execute(&mut *conn).await.unwrap();
+        held.push(conn);
+    }
+    drop(held);
+    let killed: Vec<bool> = sqlx::query_scalar(
+        "SELECT pg_terminate_backend(pid, 500) FROM pg_stat_activity WHERE datname = current_database() AND application_name = 'keyhaven' AND pid <> pg_backend_pid()",
+    )
+    .fetch_all(app.pool())
+    .await
+    .unwrap();
+    assert!(killed.len() > 1, "several pooled connections were cut");
+
+    let first = app.credentials(&app.url, &key, id, false).await.status();
+    assert!(
+        first == StatusCode::OK || first == StatusCode::SERVICE_UNAVAILABLE,
+        "{first}"
+    );
+    for _ in 0..5 {
+        let r = app.credentials(&app.url, &key, id, false).await;
+        assert_eq!(
+            r.status(),
+            StatusCode::OK,
+            "broken connections are not reused"
+        );
+    }
+}
+
+#[tokio::test]
 async fn a_slow_provider_does_not_starve_other_requests_of_connections() {
     let app = spawn_app_with(Options {
         pool_size: 2,
