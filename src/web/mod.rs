@@ -94,12 +94,14 @@ pub async fn housekeeping(state: AppState, store: Sessions) {
         if let Ok(mut conn) = state.pool.acquire().await
             && let Err(e) = crate::db::pending::delete_expired(&mut conn, state.clock.now()).await
         {
+            crate::db::pool::note_failure(&e);
             tracing::warn!(error = %e, "could not delete expired authorizations");
         }
         let before = state.clock.now() - admin::login_failures_kept();
         if let Ok(mut conn) = state.pool.acquire().await
             && let Err(e) = crate::db::admins::delete_old_failures(&mut conn, before).await
         {
+            crate::db::pool::note_failure(&e);
             tracing::warn!(error = %e, "could not delete old admin sign-in failures");
         }
         if let Err(e) = store.delete_expired().await {
