@@ -24,7 +24,6 @@ pub async fn run(app: AppState) {
         // Jitter spreads instances that started together.
         let jitter = rand::rng().random_range(0..=interval.as_millis() as u64 / 10);
         tokio::time::sleep(interval + StdDuration::from_millis(jitter)).await;
-        while running.try_join_next().is_some() {}
         if let Err(e) = run_once(&app, &limits, &mut running).await {
             tracing::warn!(error = %e, "background refresh round failed");
         }
@@ -56,9 +55,10 @@ impl Limits {
 }
 
 /// One round: claim what is due (as much as there is room for) and start refreshing it.
-/// Returns how many connections were claimed. Claims wait until a quarter of the slots
-/// are free: each claim walks the due index, so many one-row claims would cost more
-/// than the refreshes.
+/// Returns how many connections were claimed. Up to a quarter more connections than
+/// may refresh at once are claimed, so a finished refresh is followed at once by the
+/// next; claims wait until that quarter is free because each claim walks the due index,
+/// and many small claims would cost more than the refreshes.
 pub async fn run_once(
     app: &AppState,
     limits: &Limits,
@@ -74,8 +74,11 @@ pub async fn run_once(
     if providers.is_empty() {
         return Ok(0);
     }
-    let room = limits.overall.available_permits();
-    if !running.is_empty() && room < (app.settings.refresher.concurrency / 4).max(1) {
+    while running.try_join_next().is_some() {}
+    let concurrency = app.settings.refresher.concurrency;
+    let headroom = (concurrency / 4).max(1);
+    let room = (concurrency + headroom).saturating_sub(running.len());
+    if !running.is_empty() && room < headroom {
         return Ok(0);
     }
     let limit = app.settings.refresher.batch.min(room.max(1) as i64);
@@ -95,11 +98,13 @@ pub async fn run_once(
     };
     let count = claimed.len();
     for row in claimed {
-        let overall = limits.overall.clone().acquire_owned().await?;
+        let overall = limits.overall.clone();
         let provider_limit = limits.per_provider.get(&row.provider).cloned();
         let app = app.clone();
         running.spawn(async move {
-            let _overall = overall;
+            let Ok(_overall) = overall.acquire_owned().await else {
+                return;
+            };
             let _provider = match provider_limit {
                 Some(limit) => limit.acquire_owned().await.ok(),
                 None => None,
