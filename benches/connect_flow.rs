@@ -1,7 +1,9 @@
 //! Complete connect flows through the real HTTP stack and a real Postgres:
 //! open link → connect page → start → sandbox authorize (auto-approve) → callback →
-//! success page, each flow with a fresh cookie jar. Prints flows/s, failures, and
-//! p50/p99 of the callback request and of the code's age when the sandbox receives the
+//! success page, each flow with a fresh cookie jar, driven by lean keep-alive HTTP/1.1
+//! clients (one browser per concurrent flow). Prints flows/s, failures, the machine's
+//! busy CPU time per flow (all processes, Postgres included), and p50/p99 of the callback
+//! request and of the code's age when the sandbox receives the
 //! exchange, at concurrency 1, 16 and 64, for each provider (SmartRecruiters, a generic
 //! OAuth 2.0 server with PKCE, Bullhorn, Zoho Recruit, Hurdlr).
 //!
@@ -18,7 +20,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
 use keyhaven::web::api::{EndUserInput, create_link_for};
-use support::{Portal, flow, ms, percentile};
+use support::{Browser, Portal, ms, percentile};
 
 async fn run(portal: &Portal, provider: &str, concurrency: usize, flows: usize) {
     let mut links = Vec::with_capacity(flows);
@@ -32,29 +34,20 @@ async fn run(portal: &Portal, provider: &str, concurrency: usize, flows: usize) 
     }
     let links = Arc::new(links);
     let next = Arc::new(AtomicUsize::new(0));
-    let http = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .pool_max_idle_per_host(256)
-        .build()
-        .unwrap();
     portal.sandbox.take_code_ages();
+    let busy_before = support::machine_busy();
     let started = Instant::now();
     let mut workers = Vec::new();
     for _ in 0..concurrency {
-        let (links, next, http, url, provider) = (
-            links.clone(),
-            next.clone(),
-            http.clone(),
-            portal.url.clone(),
-            provider.to_string(),
-        );
+        let (links, next, provider) = (links.clone(), next.clone(), provider.to_string());
+        let mut browser = Browser::open(portal).await;
         workers.push(tokio::spawn(async move {
             let mut times = Vec::new();
             let mut failures = Vec::new();
             loop {
                 let i = next.fetch_add(1, Ordering::Relaxed);
                 let Some(link) = links.get(i) else { break };
-                match flow(&http, &url, link, &provider).await {
+                match browser.flow(link, &provider).await {
                     Ok(t) => times.push(t),
                     Err(e) => failures.push(e),
                 }
@@ -70,14 +63,16 @@ async fn run(portal: &Portal, provider: &str, concurrency: usize, flows: usize) 
         failures.extend(f);
     }
     let elapsed = started.elapsed();
+    let busy = support::machine_busy().saturating_sub(busy_before);
     times.sort();
     let mut ages = portal.sandbox.take_code_ages();
     ages.sort();
     println!(
-        "{provider:<16} c={concurrency:<3} flows={:<5} {:>7.1} flows/s  failures={}  callback p50={} p99={}  code age at exchange p50={} p99={}",
+        "{provider:<16} c={concurrency:<3} flows={:<5} {:>7.1} flows/s  failures={}  cpu/flow={:.2} ms  callback p50={} p99={}  code age at exchange p50={} p99={}",
         times.len(),
         times.len() as f64 / elapsed.as_secs_f64(),
         failures.len(),
+        busy.as_secs_f64() * 1000.0 / times.len().max(1) as f64,
         ms(percentile(&times, 0.50)),
         ms(percentile(&times, 0.99)),
         ms(percentile(&ages, 0.50)),

@@ -4,9 +4,9 @@
 
 use std::time::{Duration, Instant};
 
+use hyper::header::{AUTHORIZATION, CONTENT_TYPE, COOKIE, HOST, LOCATION, SET_COOKIE};
 use keyhaven::sandbox::Sandbox;
 use keyhaven::{AppState, Application, Clock};
-use reqwest::header::{COOKIE, LOCATION, SET_COOKIE};
 use tokio::net::TcpListener;
 
 const SECRET: &str = "bench-client-secret";
@@ -15,6 +15,8 @@ pub struct Portal {
     pub url: String,
     pub state: AppState,
     pub sandbox: Sandbox,
+    /// The sandbox provider's origin, e.g. `http://127.0.0.1:PORT`.
+    pub sandbox_url: String,
     pub clock: Clock,
 }
 
@@ -58,6 +60,7 @@ pub async fn start(tune: impl FnOnce(&mut keyhaven::Settings)) -> Portal {
         url,
         state,
         sandbox,
+        sandbox_url,
         clock,
     }
 }
@@ -67,20 +70,16 @@ pub async fn start(tune: impl FnOnce(&mut keyhaven::Settings)) -> Portal {
 struct Jar(Option<String>);
 
 impl Jar {
-    fn take_from(&mut self, r: &reqwest::Response) {
+    fn take_from(&mut self, r: &Response) {
         if let Some(c) = r.headers().get(SET_COOKIE).and_then(|v| v.to_str().ok()) {
             self.0 = c.split(';').next().map(String::from);
         }
     }
-    fn apply(&self, req: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
-        match &self.0 {
-            Some(c) => req.header(COOKIE, c),
-            None => req,
-        }
-    }
 }
 
-fn location(r: &reqwest::Response) -> Result<String, String> {
+type Response = hyper::Response<bytes::Bytes>;
+
+fn location(r: &Response) -> Result<String, String> {
     r.headers()
         .get(LOCATION)
         .and_then(|v| v.to_str().ok())
@@ -88,7 +87,7 @@ fn location(r: &reqwest::Response) -> Result<String, String> {
         .ok_or_else(|| format!("no Location (status {})", r.status()))
 }
 
-fn expect(r: &reqwest::Response, status: u16, step: &str) -> Result<(), String> {
+fn expect(r: &Response, status: u16, step: &str) -> Result<(), String> {
     if r.status().as_u16() == status {
         Ok(())
     } else {
@@ -96,61 +95,97 @@ fn expect(r: &reqwest::Response, status: u16, step: &str) -> Result<(), String> 
     }
 }
 
-/// One complete flow; returns the callback request's duration.
 /// The start form; Bullhorn asks for the username that picks the data center.
-fn start_form(provider: &str, csrf: String) -> Vec<(&'static str, String)> {
-    let mut form = vec![("csrf", csrf)];
+fn start_form(provider: &str, csrf: &str) -> String {
+    let mut form = format!("csrf={csrf}");
     if provider == "bullhorn" {
-        form.push(("username", "east.user".into()));
+        form.push_str("&username=east.user");
     }
     form
 }
 
-pub async fn flow(
-    http: &reqwest::Client,
-    portal: &str,
-    link: &str,
-    provider: &str,
-) -> Result<Duration, String> {
-    let mut jar = Jar::default();
-    let send =
-        |r: reqwest::RequestBuilder| async move { r.send().await.map_err(|e| e.to_string()) };
+/// A browser as the load generator plays it: one keep-alive connection to the portal and
+/// one to the sandbox provider, reused flow after flow, with a fresh cookie jar per flow.
+pub struct Browser {
+    portal: RawConnection,
+    portal_origin: String,
+    sandbox: RawConnection,
+    sandbox_origin: String,
+}
 
-    let r = send(jar.apply(http.get(link))).await?;
-    expect(&r, 303, "open link")?;
-    jar.take_from(&r);
-    let page = send(jar.apply(http.get(format!("{portal}/connect")))).await?;
-    jar.take_from(&page);
-    let html = page.text().await.map_err(|e| e.to_string())?;
-    let marker = "name=\"csrf\" value=\"";
-    let csrf = html
-        .split(marker)
-        .nth(1)
-        .and_then(|s| s.split('"').next())
-        .ok_or("no csrf field")?
-        .to_string();
-    let r = send(
-        jar.apply(
-            http.post(format!("{portal}/connect/{provider}"))
-                .form(&start_form(provider, csrf)),
-        ),
-    )
-    .await?;
-    expect(&r, 303, "start")?;
-    jar.take_from(&r);
-    let authorize = location(&r)?;
-    let r = send(http.get(authorize)).await?;
-    expect(&r, 302, "authorize")?;
-    let callback = location(&r)?;
-    let started = Instant::now();
-    let r = send(jar.apply(http.get(callback))).await?;
-    let callback_time = started.elapsed();
-    expect(&r, 303, "callback")?;
-    jar.take_from(&r);
-    let done = location(&r)?;
-    let r = send(jar.apply(http.get(format!("{portal}{done}")))).await?;
-    expect(&r, 200, "success page")?;
-    Ok(callback_time)
+impl Browser {
+    pub async fn open(portal: &Portal) -> Browser {
+        Browser {
+            portal: RawConnection::open(&portal.url).await,
+            portal_origin: portal.url.clone(),
+            sandbox: RawConnection::open(&portal.sandbox_url).await,
+            sandbox_origin: portal.sandbox_url.clone(),
+        }
+    }
+
+    /// Sends to whichever of the two origins `url` names (a path means the portal).
+    async fn send(
+        &mut self,
+        method: hyper::Method,
+        url: &str,
+        jar: &Jar,
+        form: Option<String>,
+    ) -> Result<Response, String> {
+        let (connection, path) = if let Some(path) = url.strip_prefix(&self.sandbox_origin) {
+            (&mut self.sandbox, path)
+        } else {
+            (
+                &mut self.portal,
+                url.strip_prefix(&self.portal_origin).unwrap_or(url),
+            )
+        };
+        let mut request = hyper::Request::builder().method(method).uri(path);
+        if let Some(cookie) = &jar.0 {
+            request = request.header(COOKIE, cookie);
+        }
+        if form.is_some() {
+            request = request.header(CONTENT_TYPE, "application/x-www-form-urlencoded");
+        }
+        let body = form.map(bytes::Bytes::from).unwrap_or_default();
+        connection.send(request, body).await
+    }
+
+    /// One complete flow; returns the callback request's duration.
+    pub async fn flow(&mut self, link: &str, provider: &str) -> Result<Duration, String> {
+        use hyper::Method;
+        let mut jar = Jar::default();
+        let r = self.send(Method::GET, link, &jar, None).await?;
+        expect(&r, 303, "open link")?;
+        jar.take_from(&r);
+        let page = self.send(Method::GET, "/connect", &jar, None).await?;
+        expect(&page, 200, "connect page")?;
+        jar.take_from(&page);
+        let html = std::str::from_utf8(page.body()).map_err(|e| e.to_string())?;
+        let marker = "name=\"csrf\" value=\"";
+        let csrf = html
+            .split(marker)
+            .nth(1)
+            .and_then(|s| s.split('"').next())
+            .ok_or("no csrf field")?;
+        let form = start_form(provider, csrf);
+        let start = format!("/connect/{provider}");
+        let r = self.send(Method::POST, &start, &jar, Some(form)).await?;
+        expect(&r, 303, "start")?;
+        jar.take_from(&r);
+        let r = self
+            .send(Method::GET, &location(&r)?, &Jar::default(), None)
+            .await?;
+        expect(&r, 302, "authorize")?;
+        let callback = location(&r)?;
+        let started = Instant::now();
+        let r = self.send(Method::GET, &callback, &jar, None).await?;
+        let callback_time = started.elapsed();
+        expect(&r, 303, "callback")?;
+        jar.take_from(&r);
+        let r = self.send(Method::GET, &location(&r)?, &jar, None).await?;
+        expect(&r, 200, "success page")?;
+        Ok(callback_time)
+    }
 }
 
 pub fn percentile(sorted: &[Duration], p: f64) -> Duration {
@@ -163,6 +198,31 @@ pub fn percentile(sorted: &[Duration], p: f64) -> Duration {
 
 pub fn ms(d: Duration) -> String {
     format!("{:.2} ms", d.as_secs_f64() * 1000.0)
+}
+
+/// Busy CPU time of the whole machine (every process, Postgres included) from /proc/stat,
+/// so a run can report what one flow costs, a figure steadier than throughput on a
+/// machine whose speed varies.
+pub fn machine_busy() -> Duration {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let ticks: Vec<u64> = stat
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|n| n.parse().ok())
+        .collect();
+    // user nice system idle iowait irq softirq steal: idle and iowait are not busy.
+    let busy: u64 = ticks
+        .iter()
+        .take(8)
+        .enumerate()
+        .filter(|(i, _)| *i != 3 && *i != 4)
+        .map(|(_, t)| t)
+        .sum();
+    // /proc/stat counts in USER_HZ, which Linux fixes at 100 per second.
+    Duration::from_millis(busy * 10)
 }
 
 /// Resident memory of this process (current and peak), from /proc.
@@ -198,22 +258,14 @@ pub async fn connect_many(
         };
         links.push(create_link_for(&portal.state, &input).await.unwrap().0);
     }
-    let http = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap();
     let links = std::sync::Arc::new(tokio::sync::Mutex::new(links));
     let mut workers = Vec::new();
     for _ in 0..concurrency {
-        let (links, http, url, provider) = (
-            links.clone(),
-            http.clone(),
-            portal.url.clone(),
-            provider.to_string(),
-        );
+        let (links, provider) = (links.clone(), provider.to_string());
+        let mut browser = Browser::open(portal).await;
         workers.push(tokio::spawn(async move {
             while let Some(link) = links.lock().await.pop() {
-                flow(&http, &url, &link, &provider).await.unwrap();
+                browser.flow(&link, &provider).await.unwrap();
             }
         }));
     }
@@ -236,7 +288,7 @@ pub async fn connect_many(
 /// as lean as `wrk` or `pgbench`'s client, so the portal rather than the client is what
 /// the machine's two cores spend their time on.
 pub struct RawConnection {
-    sender: hyper::client::conn::http1::SendRequest<http_body_util::Empty<bytes::Bytes>>,
+    sender: hyper::client::conn::http1::SendRequest<http_body_util::Full<bytes::Bytes>>,
     host: String,
 }
 
@@ -253,13 +305,16 @@ impl RawConnection {
         RawConnection { sender, host }
     }
 
-    /// GET `path` with a bearer token; returns the status and the body's length.
-    pub async fn get(&mut self, path: &str, bearer: &str) -> Result<(u16, usize), String> {
+    /// Sends `request` (its Host header added) and reads the whole response.
+    pub async fn send(
+        &mut self,
+        request: hyper::http::request::Builder,
+        body: bytes::Bytes,
+    ) -> Result<Response, String> {
         use http_body_util::BodyExt;
-        let request = hyper::Request::get(path)
-            .header("host", &self.host)
-            .header("authorization", bearer)
-            .body(http_body_util::Empty::new())
+        let request = request
+            .header(HOST, &self.host)
+            .body(http_body_util::Full::new(body))
             .map_err(|e| e.to_string())?;
         self.sender.ready().await.map_err(|e| e.to_string())?;
         let response = self
@@ -267,12 +322,15 @@ impl RawConnection {
             .send_request(request)
             .await
             .map_err(|e| e.to_string())?;
-        let status = response.status().as_u16();
-        let body = response
-            .into_body()
-            .collect()
-            .await
-            .map_err(|e| e.to_string())?;
-        Ok((status, body.to_bytes().len()))
+        let (parts, body) = response.into_parts();
+        let body = body.collect().await.map_err(|e| e.to_string())?;
+        Ok(Response::from_parts(parts, body.to_bytes()))
+    }
+
+    /// GET `path` with a bearer token; returns the status and the body's length.
+    pub async fn get(&mut self, path: &str, bearer: &str) -> Result<(u16, usize), String> {
+        let request = hyper::Request::get(path).header(AUTHORIZATION, bearer);
+        let response = self.send(request, bytes::Bytes::new()).await?;
+        Ok((response.status().as_u16(), response.body().len()))
     }
 }
