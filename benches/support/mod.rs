@@ -200,29 +200,49 @@ pub fn ms(d: Duration) -> String {
     format!("{:.2} ms", d.as_secs_f64() * 1000.0)
 }
 
-/// Busy CPU time of the whole machine (every process, Postgres included) from /proc/stat,
-/// so a run can report what one flow costs, a figure steadier than throughput on a
-/// machine whose speed varies.
-pub fn machine_busy() -> Duration {
-    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
-    let ticks: Vec<u64> = stat
-        .lines()
-        .next()
-        .unwrap_or_default()
-        .split_whitespace()
-        .skip(1)
-        .filter_map(|n| n.parse().ok())
-        .collect();
-    // user nice system idle iowait irq softirq steal: idle and iowait are not busy.
-    let busy: u64 = ticks
-        .iter()
-        .take(8)
-        .enumerate()
-        .filter(|(i, _)| *i != 3 && *i != 4)
-        .map(|(_, t)| t)
-        .sum();
-    // /proc/stat counts in USER_HZ, which Linux fixes at 100 per second.
-    Duration::from_millis(busy * 10)
+/// The machine's CPU time so far (every process, Postgres included), from /proc/stat.
+#[derive(Clone, Copy, Default)]
+pub struct CpuTime {
+    /// Time spent running: user, nice, system, irq, softirq.
+    pub busy: Duration,
+    /// Time a virtual machine's CPUs were ready to run but the host ran something else.
+    pub steal: Duration,
+    pub total: Duration,
+}
+
+impl CpuTime {
+    pub fn now() -> CpuTime {
+        let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+        let ticks: Vec<u64> = stat
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .split_whitespace()
+            .skip(1)
+            .filter_map(|n| n.parse().ok())
+            .collect();
+        // USER_HZ, which Linux fixes at 100 per second.
+        let at = |i: usize| Duration::from_millis(ticks.get(i).copied().unwrap_or(0) * 10);
+        // user nice system idle iowait irq softirq steal
+        CpuTime {
+            busy: at(0) + at(1) + at(2) + at(5) + at(6),
+            steal: at(7),
+            total: (0..8).map(at).sum(),
+        }
+    }
+
+    /// Busy time per item since `earlier`, and the share of time the host took away:
+    /// a run with much steal is slower than the code is.
+    pub fn since(self, earlier: CpuTime, items: usize) -> String {
+        let busy = self.busy.saturating_sub(earlier.busy);
+        let steal = self.steal.saturating_sub(earlier.steal);
+        let total = self.total.saturating_sub(earlier.total);
+        format!(
+            "cpu/flow={:.2} ms steal={:.0}%",
+            busy.as_secs_f64() * 1000.0 / items.max(1) as f64,
+            100.0 * steal.as_secs_f64() / total.as_secs_f64().max(f64::EPSILON),
+        )
+    }
 }
 
 /// Resident memory of this process (current and peak), from /proc.

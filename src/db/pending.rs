@@ -50,7 +50,8 @@ pub async fn insert(conn: &mut PgConnection, p: NewPending<'_>) -> sqlx::Result<
     Ok(())
 }
 
-/// Consumes the authorization for this state if it belongs to this session.
+/// Consumes the authorization for this state if it belongs to this session and its end
+/// user still exists.
 pub async fn take(
     conn: &mut PgConnection,
     state_hash: &[u8],
@@ -65,7 +66,9 @@ pub async fn take(
            SELECT t.provider AS "provider!", t.end_user_id AS "end_user_id!", t.connection_id,
                   t.pkce_verifier, t.context AS "context!", t.expires_at AS "expires_at!",
                   c.id AS "existing_connection_id?"
-           FROM taken t LEFT JOIN connections c ON c.end_user_id = t.end_user_id AND c.provider = t.provider"#,
+           FROM taken t
+           JOIN end_users e ON e.id = t.end_user_id
+           LEFT JOIN connections c ON c.end_user_id = t.end_user_id AND c.provider = t.provider"#,
         state_hash,
         session_hash
     )

@@ -101,6 +101,25 @@ async fn expired_state_is_rejected() {
 }
 
 #[tokio::test]
+async fn a_flow_whose_end_user_was_deleted_meanwhile_is_stale_and_consumed() {
+    let app = spawn_app().await;
+    let browser = app.user_browser("gone").await;
+    let authorize = app.start(&browser, "smartrecruiters").await;
+    let callback = app.approve(&authorize).await;
+    sqlx::query("DELETE FROM end_users WHERE external_id = 'gone'")
+        .execute(app.pool())
+        .await
+        .unwrap();
+    assert_rejected(&app, &browser, &callback).await;
+    assert_eq!(app.token_calls("smartrecruiters"), 0);
+    let pending: i64 = sqlx::query_scalar("SELECT count(*) FROM pending_authorizations")
+        .fetch_one(app.pool())
+        .await
+        .unwrap();
+    assert_eq!(pending, 0, "the state was consumed");
+}
+
+#[tokio::test]
 async fn two_tabs_run_two_flows_at_once() {
     let app = spawn_app().await;
     let browser = app.user_browser("tabs").await;
