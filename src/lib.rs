@@ -19,6 +19,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
 
 pub use clock::Clock;
@@ -146,9 +147,13 @@ impl Application {
             .enabled
             .then(|| tokio::spawn(lifecycle::refresher::run(self.state.clone())));
         let app = web::router(self.state, self.store);
-        // The peer address identifies a client for the admin sign-in limit.
+        // Responses go out as soon as they are written (no Nagle delay behind an ACK). The
+        // peer address identifies a client for the admin sign-in limit.
+        let listener = self.listener.tap_io(|tcp| {
+            let _ = tcp.set_nodelay(true);
+        });
         let result = axum::serve(
-            self.listener,
+            listener,
             app.into_make_service_with_connect_info::<SocketAddr>(),
         )
         .with_graceful_shutdown(shutdown)
