@@ -1,11 +1,13 @@
-//! Complete connect flows through the real HTTP stack and a real Postgres:
-//! open link → connect page → start → sandbox authorize (auto-approve) → callback →
-//! success page, each flow with a fresh cookie jar, driven by lean keep-alive HTTP/1.1
-//! clients (one browser per concurrent flow). Prints flows/s, failures, the machine's
-//! busy CPU time per flow (all processes, Postgres included) and the share of time a
-//! virtual machine's host took away (steal), and p50/p99 of the callback request and of the code's age when the sandbox receives the
-//! exchange, at concurrency 1, 16 and 64, for each provider (SmartRecruiters, a generic
-//! OAuth 2.0 server with PKCE, Bullhorn, Zoho Recruit, Hurdlr).
+//! Complete connect flows through the real HTTP stack and a real Postgres: Connect →
+//! sandbox authorize (auto-approve) → callback → success page, each flow in its own
+//! browser session (a fresh cookie jar that has opened its own connect link and loaded
+//! the connect page just before, untimed; that step's rate is printed too). Browsers are
+//! lean keep-alive HTTP/1.1 clients, one per concurrent flow. Prints flows/s, failures,
+//! the machine's busy CPU time per flow (all processes, Postgres included) and the share
+//! of time a virtual machine's host took away (steal), and p50/p99 of the callback request
+//! and of the code's age when the sandbox receives the exchange, at concurrency 1, 16 and
+//! 64, for each provider (SmartRecruiters, a generic OAuth 2.0 server with PKCE, Bullhorn,
+//! Zoho Recruit, Hurdlr).
 //!
 //! Run: `cargo bench --bench connect_flow` (the local Postgres, as the portal's default
 //! finds it; or BENCH_DATABASE_URL, a URL with `{db}` where the database name goes).
@@ -15,12 +17,51 @@
 
 mod support;
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Instant;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use keyhaven::web::api::{EndUserInput, create_link_for};
-use support::{Browser, Portal, ms, percentile};
+use support::{Browser, Portal, Visit, ms, percentile};
+
+/// Runs `job` on every item with `concurrency` browsers; returns the results and the time
+/// taken.
+async fn in_parallel<T, R, F, Fut>(
+    portal: &Portal,
+    concurrency: usize,
+    items: Vec<T>,
+    job: F,
+) -> (Vec<R>, Duration)
+where
+    T: Send + 'static,
+    R: Send + 'static,
+    F: Fn(Browser, T) -> Fut + Clone + Send + 'static,
+    Fut: std::future::Future<Output = (Browser, R)> + Send,
+{
+    let items = Arc::new(Mutex::new(items));
+    let started = Instant::now();
+    let mut workers = Vec::new();
+    for _ in 0..concurrency {
+        let (items, job) = (items.clone(), job.clone());
+        let mut browser = Browser::open(portal).await;
+        workers.push(tokio::spawn(async move {
+            let mut results = Vec::new();
+            loop {
+                let Some(item) = items.lock().unwrap().pop() else {
+                    break;
+                };
+                let (b, r) = job(browser, item).await;
+                browser = b;
+                results.push(r);
+            }
+            results
+        }));
+    }
+    let mut results = Vec::new();
+    for w in workers {
+        results.extend(w.await.unwrap());
+    }
+    (results, started.elapsed())
+}
 
 async fn run(portal: &Portal, provider: &str, concurrency: usize, flows: usize) {
     let mut links = Vec::with_capacity(flows);
@@ -32,43 +73,49 @@ async fn run(portal: &Portal, provider: &str, concurrency: usize, flows: usize) 
         };
         links.push(create_link_for(&portal.state, &input).await.unwrap().0);
     }
-    let links = Arc::new(links);
-    let next = Arc::new(AtomicUsize::new(0));
+    // Each flow's browser first opens its own link and loads the connect page (untimed).
+    let (visits, visiting) = in_parallel(
+        portal,
+        concurrency,
+        links,
+        |mut b, link: String| async move {
+            let visit = b.visit(&link).await;
+            (b, visit)
+        },
+    )
+    .await;
+    let mut failures: Vec<String> = Vec::new();
+    let visits: Vec<Visit> = visits
+        .into_iter()
+        .filter_map(|v| v.map_err(|e| failures.push(e)).ok())
+        .collect();
+    let visit_rate = visits.len() as f64 / visiting.as_secs_f64();
+
+    // The timed flows: Connect → authorize → callback → success page.
     portal.sandbox.take_code_ages();
     let cpu_before = support::CpuTime::now();
-    let started = Instant::now();
-    let mut workers = Vec::new();
-    for _ in 0..concurrency {
-        let (links, next, provider) = (links.clone(), next.clone(), provider.to_string());
-        let mut browser = Browser::open(portal).await;
-        workers.push(tokio::spawn(async move {
-            let mut times = Vec::new();
-            let mut failures = Vec::new();
-            loop {
-                let i = next.fetch_add(1, Ordering::Relaxed);
-                let Some(link) = links.get(i) else { break };
-                match browser.flow(link, &provider).await {
-                    Ok(t) => times.push(t),
-                    Err(e) => failures.push(e),
-                }
-            }
-            (times, failures)
-        }));
-    }
+    let who = provider.to_string();
+    let (results, elapsed) = in_parallel(portal, concurrency, visits, move |mut b, visit| {
+        let provider = who.clone();
+        async move {
+            let r = b.connect(visit, &provider).await;
+            (b, r)
+        }
+    })
+    .await;
     let mut times = Vec::new();
-    let mut failures = Vec::new();
-    for w in workers {
-        let (t, f) = w.await.unwrap();
-        times.extend(t);
-        failures.extend(f);
+    for r in results {
+        match r {
+            Ok(t) => times.push(t),
+            Err(e) => failures.push(e),
+        }
     }
-    let elapsed = started.elapsed();
     let cpu = support::CpuTime::now().since(cpu_before, times.len());
     times.sort();
     let mut ages = portal.sandbox.take_code_ages();
     ages.sort();
     println!(
-        "{provider:<16} c={concurrency:<3} flows={:<5} {:>7.1} flows/s  failures={}  {}  callback p50={} p99={}  code age at exchange p50={} p99={}",
+        "{provider:<16} c={concurrency:<3} flows={:<5} {:>7.1} flows/s  failures={}  {}  callback p50={} p99={}  code age at exchange p50={} p99={}  (before: link → connect page {:.0}/s)",
         times.len(),
         times.len() as f64 / elapsed.as_secs_f64(),
         failures.len(),
@@ -77,6 +124,7 @@ async fn run(portal: &Portal, provider: &str, concurrency: usize, flows: usize) 
         ms(percentile(&times, 0.99)),
         ms(percentile(&ages, 0.50)),
         ms(percentile(&ages, 0.99)),
+        visit_rate,
     );
     if let Some(first) = failures.first() {
         println!("    first failure: {first}");

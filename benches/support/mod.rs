@@ -150,8 +150,9 @@ impl Browser {
         connection.send(request, body).await
     }
 
-    /// One complete flow; returns the callback request's duration.
-    pub async fn flow(&mut self, link: &str, provider: &str) -> Result<Duration, String> {
+    /// Opens a connect link with a fresh cookie jar and loads the connect page: a browser
+    /// ready to click Connect.
+    pub async fn visit(&mut self, link: &str) -> Result<Visit, String> {
         use hyper::Method;
         let mut jar = Jar::default();
         let r = self.send(Method::GET, link, &jar, None).await?;
@@ -166,8 +167,17 @@ impl Browser {
             .split(marker)
             .nth(1)
             .and_then(|s| s.split('"').next())
-            .ok_or("no csrf field")?;
-        let form = start_form(provider, csrf);
+            .ok_or("no csrf field")?
+            .to_string();
+        Ok(Visit { jar, csrf })
+    }
+
+    /// Connect → sandbox authorize (auto-approve) → callback → success page; returns the
+    /// callback request's duration.
+    pub async fn connect(&mut self, visit: Visit, provider: &str) -> Result<Duration, String> {
+        use hyper::Method;
+        let Visit { mut jar, csrf } = visit;
+        let form = start_form(provider, &csrf);
         let start = format!("/connect/{provider}");
         let r = self.send(Method::POST, &start, &jar, Some(form)).await?;
         expect(&r, 303, "start")?;
@@ -186,6 +196,18 @@ impl Browser {
         expect(&r, 200, "success page")?;
         Ok(callback_time)
     }
+
+    /// The whole journey from the link to the success page.
+    pub async fn flow(&mut self, link: &str, provider: &str) -> Result<Duration, String> {
+        let visit = self.visit(link).await?;
+        self.connect(visit, provider).await
+    }
+}
+
+/// One end user's browser on the connect page: its cookie jar and the page's form token.
+pub struct Visit {
+    jar: Jar,
+    csrf: String,
 }
 
 pub fn percentile(sorted: &[Duration], p: f64) -> Duration {
