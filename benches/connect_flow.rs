@@ -17,51 +17,8 @@
 
 mod support;
 
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
-
 use keyhaven::web::api::{EndUserInput, create_link_for};
-use support::{Browser, Portal, Visit, ms, percentile};
-
-/// Runs `job` on every item with `concurrency` browsers; returns the results and the time
-/// taken.
-async fn in_parallel<T, R, F, Fut>(
-    portal: &Portal,
-    concurrency: usize,
-    items: Vec<T>,
-    job: F,
-) -> (Vec<R>, Duration)
-where
-    T: Send + 'static,
-    R: Send + 'static,
-    F: Fn(Browser, T) -> Fut + Clone + Send + 'static,
-    Fut: std::future::Future<Output = (Browser, R)> + Send,
-{
-    let items = Arc::new(Mutex::new(items));
-    let started = Instant::now();
-    let mut workers = Vec::new();
-    for _ in 0..concurrency {
-        let (items, job) = (items.clone(), job.clone());
-        let mut browser = Browser::open(portal).await;
-        workers.push(tokio::spawn(async move {
-            let mut results = Vec::new();
-            loop {
-                let Some(item) = items.lock().unwrap().pop() else {
-                    break;
-                };
-                let (b, r) = job(browser, item).await;
-                browser = b;
-                results.push(r);
-            }
-            results
-        }));
-    }
-    let mut results = Vec::new();
-    for w in workers {
-        results.extend(w.await.unwrap());
-    }
-    (results, started.elapsed())
-}
+use support::{Portal, Visit, in_parallel, ms, percentile};
 
 async fn run(portal: &Portal, provider: &str, concurrency: usize, flows: usize) {
     let mut links = Vec::with_capacity(flows);

@@ -78,6 +78,17 @@ pub fn outbound_client(total: Duration) -> anyhow::Result<reqwest::Client> {
         .build()?)
 }
 
+/// Accepted connections send each response as soon as it is written, not after the
+/// peer's delayed ACK. Failing to set the option only costs latency, so it is not an error.
+pub(crate) fn without_nagle(
+    listener: TcpListener,
+) -> axum::serve::TapIo<TcpListener, fn(&mut tokio::net::TcpStream)> {
+    fn no_delay(tcp: &mut tokio::net::TcpStream) {
+        let _ = tcp.set_nodelay(true);
+    }
+    listener.tap_io(no_delay as fn(&mut tokio::net::TcpStream))
+}
+
 /// A bound, ready-to-run portal.
 pub struct Application {
     listener: TcpListener,
@@ -147,13 +158,9 @@ impl Application {
             .enabled
             .then(|| tokio::spawn(lifecycle::refresher::run(self.state.clone())));
         let app = web::router(self.state, self.store);
-        // Responses go out as soon as they are written (no Nagle delay behind an ACK). The
-        // peer address identifies a client for the admin sign-in limit.
-        let listener = self.listener.tap_io(|tcp| {
-            let _ = tcp.set_nodelay(true);
-        });
+        // The peer address identifies a client for the admin sign-in limit.
         let result = axum::serve(
-            listener,
+            without_nagle(self.listener),
             app.into_make_service_with_connect_info::<SocketAddr>(),
         )
         .with_graceful_shutdown(shutdown)

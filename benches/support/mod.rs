@@ -223,13 +223,13 @@ pub fn ms(d: Duration) -> String {
 }
 
 /// The machine's CPU time so far (every process, Postgres included), from /proc/stat.
-#[derive(Clone, Copy, Default)]
+#[derive(Clone, Copy)]
 pub struct CpuTime {
     /// Time spent running: user, nice, system, irq, softirq.
-    pub busy: Duration,
+    busy: Duration,
     /// Time a virtual machine's CPUs were ready to run but the host ran something else.
-    pub steal: Duration,
-    pub total: Duration,
+    steal: Duration,
+    total: Duration,
 }
 
 impl CpuTime {
@@ -282,6 +282,46 @@ pub fn rss() -> String {
     format!("RSS {} (peak {})", field("VmRSS:"), field("VmHWM:"))
 }
 
+/// Runs `job` on every item with `concurrency` browsers; returns the results and the time
+/// taken.
+pub async fn in_parallel<T, R, F, Fut>(
+    portal: &Portal,
+    concurrency: usize,
+    items: Vec<T>,
+    job: F,
+) -> (Vec<R>, Duration)
+where
+    T: Send + 'static,
+    R: Send + 'static,
+    F: Fn(Browser, T) -> Fut + Clone + Send + 'static,
+    Fut: std::future::Future<Output = (Browser, R)> + Send,
+{
+    let items = std::sync::Arc::new(std::sync::Mutex::new(items));
+    let started = Instant::now();
+    let mut workers = Vec::new();
+    for _ in 0..concurrency {
+        let (items, job) = (items.clone(), job.clone());
+        let mut browser = Browser::open(portal).await;
+        workers.push(tokio::spawn(async move {
+            let mut results = Vec::new();
+            loop {
+                let Some(item) = items.lock().unwrap().pop() else {
+                    break;
+                };
+                let (b, r) = job(browser, item).await;
+                browser = b;
+                results.push(r);
+            }
+            results
+        }));
+    }
+    let mut results = Vec::new();
+    for w in workers {
+        results.extend(w.await.unwrap());
+    }
+    (results, started.elapsed())
+}
+
 /// Connects `n` new end users to `provider` through real flows; returns the connection ids.
 pub async fn connect_many(
     portal: &Portal,
@@ -300,19 +340,17 @@ pub async fn connect_many(
         };
         links.push(create_link_for(&portal.state, &input).await.unwrap().0);
     }
-    let links = std::sync::Arc::new(tokio::sync::Mutex::new(links));
-    let mut workers = Vec::new();
-    for _ in 0..concurrency {
-        let (links, provider) = (links.clone(), provider.to_string());
-        let mut browser = Browser::open(portal).await;
-        workers.push(tokio::spawn(async move {
-            while let Some(link) = links.lock().await.pop() {
-                browser.flow(&link, &provider).await.unwrap();
-            }
-        }));
-    }
-    for w in workers {
-        w.await.unwrap();
+    let who = provider.to_string();
+    let (results, _) = in_parallel(portal, concurrency, links, move |mut b, link: String| {
+        let provider = who.clone();
+        async move {
+            let r = b.flow(&link, &provider).await;
+            (b, r)
+        }
+    })
+    .await;
+    for r in results {
+        r.unwrap();
     }
     let ids: Vec<uuid::Uuid> = sqlx::query_scalar(
         "SELECT c.id FROM connections c JOIN end_users e ON e.id = c.end_user_id WHERE e.external_id LIKE $1 AND c.provider = $2",

@@ -264,6 +264,13 @@ impl TestApp {
             .unwrap()
     }
 
+    pub async fn pending_count(&self) -> i64 {
+        sqlx::query_scalar::<_, i64>("SELECT count(*) FROM pending_authorizations")
+            .fetch_one(self.pool())
+            .await
+            .unwrap()
+    }
+
     pub fn token_calls(&self, provider: &str) -> u64 {
         self.sandbox
             .counter(&format!("{provider}.token.authorization_code"))

@@ -112,11 +112,7 @@ async fn a_flow_whose_end_user_was_deleted_meanwhile_is_stale_and_consumed() {
         .unwrap();
     assert_rejected(&app, &browser, &callback).await;
     assert_eq!(app.token_calls("smartrecruiters"), 0);
-    let pending: i64 = sqlx::query_scalar("SELECT count(*) FROM pending_authorizations")
-        .fetch_one(app.pool())
-        .await
-        .unwrap();
-    assert_eq!(pending, 0, "the state was consumed");
+    assert_eq!(app.pending_count().await, 0, "the state was consumed");
 }
 
 #[tokio::test]
@@ -207,9 +203,5 @@ async fn start_requires_the_pages_csrf_token_and_same_site() {
         .await
         .unwrap();
     assert_eq!(r.status(), StatusCode::NOT_FOUND);
-    let pending: i64 = sqlx::query_scalar("SELECT count(*) FROM pending_authorizations")
-        .fetch_one(app.pool())
-        .await
-        .unwrap();
-    assert_eq!(pending, 0);
+    assert_eq!(app.pending_count().await, 0);
 }
