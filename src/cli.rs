@@ -13,6 +13,7 @@ use crate::config::{self, DataCenterSettings, ProviderSettings, RawSettings, Set
 use crate::crypto::{self, KeyRing};
 use crate::sandbox::Sandbox;
 use crate::web::admin::accounts;
+use crate::web::api_keys;
 use crate::web::api::{EndUserInput, create_link_for};
 use crate::{AppState, Application, db};
 
@@ -108,7 +109,14 @@ pub enum ApiKeyAction {
     Create {
         #[arg(long, default_value = "default")]
         name: String,
+        /// Days until the key stops working (default: never).
+        #[arg(long)]
+        expires_in_days: Option<u32>,
     },
+    /// One line per key: id, name, prefix, created, last used, expires, revoked (tab-separated).
+    List,
+    /// Revoke a key by its id; every instance refuses it within a second.
+    Revoke { id: uuid::Uuid },
 }
 
 #[derive(Subcommand)]
@@ -178,11 +186,37 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::ApiKey {
-            action: ApiKeyAction::Create { name },
+            action:
+                ApiKeyAction::Create {
+                    name,
+                    expires_in_days,
+                },
         } => {
             let app = offline_state(cli.config.as_deref()).await?;
-            let key = create_api_key(&app, &name).await?;
-            println!("{key}");
+            let expires_at = expires_in_days
+                .map(|days| app.clock.now() + time::Duration::days(i64::from(days.max(1))));
+            let issued = api_keys::issue(&app, &name, expires_at)
+                .await
+                .map_err(|e| anyhow::anyhow!("{}", e.public_message()))?;
+            eprintln!("API key {} created; it is shown only now", issued.id);
+            println!("{}", issued.key);
+            Ok(())
+        }
+        Command::ApiKey {
+            action: ApiKeyAction::List,
+        } => {
+            let app = offline_state(cli.config.as_deref()).await?;
+            for line in api_key_lines(&app).await? {
+                println!("{line}");
+            }
+            Ok(())
+        }
+        Command::ApiKey {
+            action: ApiKeyAction::Revoke { id },
+        } => {
+            let app = offline_state(cli.config.as_deref()).await?;
+            revoke_api_key(&app, id).await?;
+            eprintln!("API key {id} revoked");
             Ok(())
         }
         Command::Keys {
@@ -197,11 +231,13 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let app = offline_state(cli.config.as_deref()).await?;
             let report = crate::reseal::reseal_all(&app).await?;
             println!(
-                "re-sealed {} connections with key {:?}; {} already current; {} unreadable",
+                "re-sealed {} connections with key {:?}; {} already current; {} unreadable; {} reconnect links re-sealed, {} unreadable",
                 report.resealed,
                 app.settings.keys.primary_id(),
                 report.already_current,
-                report.unreadable
+                report.unreadable,
+                report.links_resealed,
+                report.links_unreadable
             );
             if report.unreadable > 0 {
                 anyhow::bail!(
@@ -264,10 +300,26 @@ async fn offline_state(file: Option<&Path>) -> anyhow::Result<AppState> {
 }
 
 pub async fn create_api_key(app: &AppState, name: &str) -> anyhow::Result<String> {
-    let key = format!("khk_{}", crypto::random_token()?);
-    let mut conn = app.pool.acquire().await?;
-    db::api_keys::create(&mut conn, name, &crypto::token_hash(&key)).await?;
-    Ok(key)
+    let issued = api_keys::issue(app, name, None)
+        .await
+        .map_err(|e| anyhow::anyhow!("{}", e.public_message()))?;
+    Ok(issued.key)
+}
+
+/// `keyhaven api-key list`: one tab-separated line per key, newest first.
+pub async fn api_key_lines(app: &AppState) -> anyhow::Result<Vec<String>> {
+    let keys = api_keys::list(app)
+        .await
+        .map_err(|e| anyhow::anyhow!("{}", e.public_message()))?;
+    Ok(keys.iter().map(api_keys::list_line).collect())
+}
+
+/// `keyhaven api-key revoke ID`.
+pub async fn revoke_api_key(app: &AppState, id: uuid::Uuid) -> anyhow::Result<()> {
+    api_keys::revoke(app, id).await.map_err(|e| match e {
+        crate::error::AppError::NotFound => anyhow::anyhow!("no API key with id {id}"),
+        other => anyhow::anyhow!("{}", other.public_message()),
+    })
 }
 
 async fn shutdown_signal() {
@@ -308,6 +360,13 @@ pub fn sandbox_settings(
     raw.server.public_url = public_url.parse().context("public URL")?;
     raw.database.url = SecretString::from(database_url);
     raw.encryption_keys = Some(SecretString::from(keys));
+    // The sandbox is plain http on loopback; its host is the only Bullhorn "domain".
+    raw.server.allow_insecure_provider_hosts = true;
+    let sandbox_host = url::Url::parse(sandbox_base)
+        .context("sandbox URL")?
+        .host_str()
+        .unwrap_or("127.0.0.1")
+        .to_string();
     let credentials = |p: &mut ProviderSettings| {
         p.client_id = Some(DEMO_CLIENT_ID.into());
         p.client_secret = Some(SecretString::from(client_secret));
@@ -344,6 +403,7 @@ pub fn sandbox_settings(
         login_info_url: Some(format!(
             "{sandbox_base}/bullhorn/east/rest-services/loginInfo"
         )),
+        allowed_host_suffixes: Some(vec![sandbox_host]),
         ..Default::default()
     };
     credentials(&mut bullhorn);

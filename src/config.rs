@@ -58,6 +58,24 @@ pub struct RawSettings {
     pub refresher: RefresherSettings,
     #[serde(default)]
     pub providers: BTreeMap<String, ProviderSettings>,
+    #[serde(default)]
+    pub housekeeping: HousekeepingSettings,
+}
+
+/// What the periodic clean-up keeps.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HousekeepingSettings {
+    /// Days a connection's events are kept.
+    pub event_retention_days: i64,
+}
+
+impl Default for HousekeepingSettings {
+    fn default() -> Self {
+        Self {
+            event_retention_days: 180,
+        }
+    }
 }
 
 /// Refreshing: on demand (credential API) and in the background.
@@ -103,6 +121,8 @@ pub struct ServerSettings {
     /// Behind a reverse proxy that appends the client's address to `X-Forwarded-For`:
     /// the admin sign-in limit then counts per that address instead of per proxy.
     pub trust_forwarded_for: bool,
+    /// Accept plain-http provider hosts, and then only on loopback (the sandbox, tests).
+    pub allow_insecure_provider_hosts: bool,
 }
 
 impl Default for ServerSettings {
@@ -114,6 +134,7 @@ impl Default for ServerSettings {
             http_timeout_secs: 10,
             session_hours: 24,
             trust_forwarded_for: false,
+            allow_insecure_provider_hosts: false,
         }
     }
 }
@@ -184,6 +205,9 @@ pub struct ProviderSettings {
     pub data_centers: BTreeMap<String, DataCenterSettings>,
     /// Most refreshes of this provider's connections in flight at once (background refresher).
     pub refresh_concurrency: Option<usize>,
+    /// Bullhorn: the domains its data-center hosts must be under (default `bullhornstaffing.com`).
+    #[serde(default, deserialize_with = "string_or_list")]
+    pub allowed_host_suffixes: Option<Vec<String>>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -226,6 +250,7 @@ pub struct Settings {
     pub providers: Vec<Provider>,
     /// Configured but not offered, with the reason (shown to admins).
     pub unavailable_providers: Vec<(String, String)>,
+    pub housekeeping: HousekeepingSettings,
 }
 
 impl Settings {
@@ -313,11 +338,22 @@ impl RawSettings {
                 "must be at least three times server.http_timeout_secs (a refresh may retry once and log in)",
             ));
         }
-        if self.links.connect_link_hours <= 0 {
-            return Err(ConfigError::new(
-                "links.connect_link_hours",
-                "must be positive",
-            ));
+        let ranges: [(&str, i64, i64, i64); 7] = [
+            ("server.session_hours", self.server.session_hours, 1, 24 * 30),
+            ("links.connect_link_hours", self.links.connect_link_hours, 1, 24 * 30),
+            ("links.reconnect_link_days", self.links.reconnect_link_days, 1, 90),
+            ("housekeeping.event_retention_days", self.housekeeping.event_retention_days, 1, 3650),
+            ("database.max_connections", i64::from(self.database.max_connections), 1, 1000),
+            ("refresher.interval_secs", i64::try_from(r.interval_secs).unwrap_or(i64::MAX), 1, 3600),
+            ("refresher.margin_secs", r.margin_secs, 0, 3600),
+        ];
+        for (setting, value, min, max) in ranges {
+            if !(min..=max).contains(&value) {
+                return Err(ConfigError::new(
+                    setting,
+                    format!("must be between {min} and {max} (got {value})"),
+                ));
+            }
         }
         let keys = match &self.encryption_keys {
             None => {
@@ -332,7 +368,7 @@ impl RawSettings {
         let mut offered = Vec::new();
         let mut unavailable = Vec::new();
         for (id, raw) in &self.providers {
-            match providers::from_settings(id, raw)? {
+            match providers::from_settings(id, raw, self.server.allow_insecure_provider_hosts)? {
                 Ok(provider) => offered.push(provider),
                 Err(reason) => unavailable.push((id.clone(), reason)),
             }
@@ -346,6 +382,7 @@ impl RawSettings {
             refresher: self.refresher,
             providers: offered,
             unavailable_providers: unavailable,
+            housekeeping: self.housekeeping,
         })
     }
 }

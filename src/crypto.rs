@@ -56,6 +56,9 @@ impl SealedAt<'_> {
 pub struct KeyRing {
     primary: String,
     keys: HashMap<String, Aes256Gcm>,
+    /// HMAC keys derived (HKDF-SHA256) from the primary key, one per purpose, for keys
+    /// that must not be a bare hash of what someone typed (rate-limit counters).
+    mac_key: [u8; 32],
 }
 
 impl fmt::Debug for KeyRing {
@@ -73,6 +76,7 @@ impl KeyRing {
     /// Parses `kid:base64[,kid:base64…]`; each key is 32 bytes.
     pub fn parse(list: &str) -> Result<Self, CryptoError> {
         let mut primary = None;
+        let mut mac_key = None;
         let mut keys = HashMap::new();
         for entry in list.split(',').map(str::trim).filter(|e| !e.is_empty()) {
             let (kid, b64) = entry
@@ -94,9 +98,15 @@ impl KeyRing {
                 )));
             }
             primary.get_or_insert_with(|| kid.to_string());
+            mac_key.get_or_insert_with(|| derive(&bytes, b"keyhaven/v1/mac"));
         }
         let primary = primary.ok_or_else(|| CryptoError::InvalidKeys("no key given".into()))?;
-        Ok(Self { primary, keys })
+        let mac_key = mac_key.ok_or_else(|| CryptoError::InvalidKeys("no key given".into()))?;
+        Ok(Self {
+            primary,
+            keys,
+            mac_key,
+        })
     }
 
     /// A new `kid:base64` entry with a fresh 256-bit key.
@@ -118,7 +128,13 @@ impl KeyRing {
         Ok(Self {
             primary: added.primary,
             keys,
+            mac_key: added.mac_key,
         })
+    }
+
+    /// HMAC-SHA256 of `input` under a key derived from the primary key for `purpose`.
+    pub fn mac(&self, purpose: &str, input: &[u8]) -> Vec<u8> {
+        hmac_sha256(&derive(&self.mac_key, purpose.as_bytes()), &[input]).to_vec()
     }
 
     pub fn primary_id(&self) -> &str {
@@ -195,6 +211,25 @@ fn sealed_key_id(sealed: &[u8]) -> Result<&str, CryptoError> {
     }
 }
 
+/// HKDF-SHA256 (RFC 5869, no salt) of one 32-byte block: `PRK = HMAC(0^32, ikm)`,
+/// `OKM = HMAC(PRK, info || 0x01)`.
+fn derive(ikm: &[u8], info: &[u8]) -> [u8; 32] {
+    let prk = hmac_sha256(&[0u8; 32], &[ikm]);
+    hmac_sha256(&prk, &[info, &[1u8]])
+}
+
+/// HMAC-SHA256 with a 32-byte key (zero-padded to the block size, as HMAC does).
+fn hmac_sha256(key: &[u8; 32], parts: &[&[u8]]) -> [u8; 32] {
+    use hmac::{Hmac, Mac};
+    let mut block = [0u8; 64];
+    block[..32].copy_from_slice(key);
+    let mut mac = <Hmac<Sha256> as hmac::digest::KeyInit>::new(&block.into());
+    for part in parts {
+        mac.update(part);
+    }
+    mac.finalize().into_bytes().into()
+}
+
 pub fn random_bytes<const N: usize>() -> Result<[u8; N], CryptoError> {
     let mut buf = [0u8; N];
     OsRng
@@ -228,6 +263,16 @@ pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn derive_is_rfc5869_hkdf_sha256() {
+        // RFC 5869 test case 3 (no salt, no info), first 32 bytes of its OKM.
+        let okm = derive(&[0x0b; 22], b"");
+        assert_eq!(
+            okm.iter().map(|b| format!("{b:02x}")).collect::<String>(),
+            "8da4e775a563c18f715f802a063c5a31b8a11f5c5ee1879ec3454e5f3c738d2d"
+        );
+    }
 
     fn ring(list: &str) -> KeyRing {
         KeyRing::parse(list).expect("valid key list")

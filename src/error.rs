@@ -22,6 +22,9 @@ pub enum AppError {
     NoSession,
     #[error("{0}")]
     Forbidden(String),
+    /// Too many attempts; the message says when to try again.
+    #[error("{0}")]
+    TooManyRequests(String),
     #[error("missing or invalid API key")]
     Unauthorized,
     /// A state conflict with a stable code and a safe message.
@@ -51,6 +54,7 @@ impl AppError {
             AppError::BadRequest(_) => StatusCode::BAD_REQUEST,
             AppError::NoSession => StatusCode::UNAUTHORIZED,
             AppError::Forbidden(_) => StatusCode::FORBIDDEN,
+            AppError::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
             AppError::Unauthorized => StatusCode::UNAUTHORIZED,
             AppError::Conflict { .. } => StatusCode::CONFLICT,
             AppError::Upstream { .. } => StatusCode::BAD_GATEWAY,
@@ -66,6 +70,7 @@ impl AppError {
             AppError::BadRequest(_) => "bad_request",
             AppError::NoSession => "no_session",
             AppError::Forbidden(_) => "forbidden",
+            AppError::TooManyRequests(_) => "rate_limited",
             AppError::Unauthorized => "unauthorized",
             AppError::Conflict { code, .. } => code,
             AppError::Upstream { .. } => "provider_error",
@@ -78,7 +83,9 @@ impl AppError {
     pub(crate) fn public_message(&self) -> String {
         match self {
             AppError::NotFound => "This page does not exist.".into(),
-            AppError::BadRequest(m) | AppError::Forbidden(m) => m.clone(),
+            AppError::BadRequest(m) | AppError::Forbidden(m) | AppError::TooManyRequests(m) => {
+                m.clone()
+            }
             AppError::NoSession => {
                 "Your connect session has ended. Open the connect link you were given again.".into()
             }

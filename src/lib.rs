@@ -1,5 +1,6 @@
 //! Keyhaven: a self-hosted OAuth 2.0 account-connection portal.
 
+pub mod alarms;
 pub mod cli;
 pub mod clock;
 pub mod config;
@@ -7,6 +8,7 @@ pub mod crypto;
 pub mod db;
 pub mod error;
 pub mod grants;
+pub mod housekeeping;
 pub mod lifecycle;
 pub mod oauth;
 pub mod providers;

@@ -14,9 +14,50 @@ pub struct Report {
     pub resealed: usize,
     pub already_current: usize,
     pub unreadable: usize,
+    /// Reconnect links whose sealed token was re-sealed.
+    pub links_resealed: usize,
+    /// Reconnect links no configured key opens (a new link is made when one is asked for).
+    pub links_unreadable: usize,
 }
 
 pub async fn reseal_all(app: &AppState) -> anyhow::Result<Report> {
+    let mut report = reseal_connections(app).await?;
+    reseal_links(app, &mut report).await?;
+    Ok(report)
+}
+
+/// Reconnect links keep their token sealed so the same link can be handed out again.
+async fn reseal_links(app: &AppState, report: &mut Report) -> anyhow::Result<()> {
+    let keys = &app.settings.keys;
+    let mut after = Vec::new();
+    let mut conn = app.pool.acquire().await?;
+    loop {
+        let rows = db::links::sealed_page(&mut conn, &after, 500).await?;
+        let Some((last, _)) = rows.last() else {
+            return Ok(());
+        };
+        after = last.clone();
+        for (hash, sealed) in rows {
+            if !keys.needs_reseal(&sealed) {
+                continue;
+            }
+            let at = || crate::lifecycle::reconnect::sealed_at(&hash);
+            match keys.open(&sealed, at()).and_then(|plain| keys.seal(&plain, at())) {
+                Ok(fresh) => {
+                    if db::links::reseal(&mut conn, &hash, &sealed, &fresh).await? {
+                        report.links_resealed += 1;
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "a reconnect link's sealed token could not be opened");
+                    report.links_unreadable += 1;
+                }
+            }
+        }
+    }
+}
+
+async fn reseal_connections(app: &AppState) -> anyhow::Result<Report> {
     let keys = &app.settings.keys;
     let mut report = Report::default();
     let mut after = Uuid::nil();

@@ -47,3 +47,19 @@ pub async fn list(
     .fetch_all(conn)
     .await
 }
+
+/// Deletes up to `limit` events older than `before`; returns how many went.
+pub async fn delete_before(
+    conn: &mut PgConnection,
+    before: OffsetDateTime,
+    limit: i64,
+) -> sqlx::Result<u64> {
+    let done = sqlx::query!(
+        "DELETE FROM connection_events WHERE id IN (SELECT id FROM connection_events WHERE at < $1 LIMIT $2)",
+        before,
+        limit
+    )
+    .execute(conn)
+    .await?;
+    Ok(done.rows_affected())
+}

@@ -1,4 +1,5 @@
-//! Connect and reconnect links. Only the SHA-256 of a link's token is stored.
+//! Connect and reconnect links. A link is found by the SHA-256 of its token; a reconnect
+//! link's token is also kept sealed so the same live link can be handed out again.
 
 use sqlx::PgConnection;
 use time::OffsetDateTime;
@@ -21,9 +22,32 @@ pub async fn create(
     connection_id: Option<Uuid>,
     expires_at: OffsetDateTime,
 ) -> sqlx::Result<()> {
-    sqlx::query!(
-        "INSERT INTO links (token_hash, kind, end_user_id, connection_id, expires_at) VALUES ($1, $2, $3, $4, $5)",
+    create_sealed(
+        conn,
         token_hash,
+        None,
+        kind,
+        end_user_id,
+        connection_id,
+        expires_at,
+    )
+    .await
+}
+
+/// Like `create`, also keeping the token sealed for handing the link out again.
+pub async fn create_sealed(
+    conn: &mut PgConnection,
+    token_hash: &[u8],
+    token_sealed: Option<&[u8]>,
+    kind: &str,
+    end_user_id: Uuid,
+    connection_id: Option<Uuid>,
+    expires_at: OffsetDateTime,
+) -> sqlx::Result<()> {
+    sqlx::query!(
+        "INSERT INTO links (token_hash, token_sealed, kind, end_user_id, connection_id, expires_at) VALUES ($1, $2, $3, $4, $5, $6)",
+        token_hash,
+        token_sealed,
         kind,
         end_user_id,
         connection_id,
@@ -60,4 +84,88 @@ pub async fn consume_reconnect(
     )
     .fetch_optional(conn)
     .await
+}
+
+/// A reconnect link that can be handed out again.
+#[derive(Clone)]
+pub struct LiveReconnect {
+    pub token_hash: Vec<u8>,
+    pub token_sealed: Vec<u8>,
+    pub expires_at: OffsetDateTime,
+}
+
+/// The unused reconnect link of a connection that lives longest, if it lives past `until`.
+pub async fn live_reconnect(
+    conn: &mut PgConnection,
+    connection_id: Uuid,
+    until: OffsetDateTime,
+) -> sqlx::Result<Option<LiveReconnect>> {
+    sqlx::query_as!(
+        LiveReconnect,
+        r#"SELECT token_hash, token_sealed AS "token_sealed!", expires_at FROM links
+           WHERE connection_id = $1 AND kind = 'reconnect' AND used_at IS NULL
+             AND expires_at > $2 AND token_sealed IS NOT NULL
+           ORDER BY expires_at DESC LIMIT 1"#,
+        connection_id,
+        until
+    )
+    .fetch_optional(conn)
+    .await
+}
+
+/// Serialises issuing reconnect links for one connection (until the transaction ends).
+pub async fn lock_reconnect_issuing(conn: &mut PgConnection, connection_id: Uuid) -> sqlx::Result<()> {
+    sqlx::query!(
+        "SELECT pg_advisory_xact_lock(hashtextextended('reconnect-link:' || $1::text, 0))",
+        connection_id.to_string()
+    )
+    .fetch_one(conn)
+    .await?;
+    Ok(())
+}
+
+/// Links that expired or were used before `before`; returns how many were deleted.
+pub async fn delete_spent(conn: &mut PgConnection, before: OffsetDateTime) -> sqlx::Result<u64> {
+    let done = sqlx::query!(
+        "DELETE FROM links WHERE expires_at < $1 OR used_at < $1",
+        before
+    )
+    .execute(conn)
+    .await?;
+    Ok(done.rows_affected())
+}
+
+/// Sealed link tokens, a page at a time (ordered by hash), for re-sealing.
+pub async fn sealed_page(
+    conn: &mut PgConnection,
+    after: &[u8],
+    limit: i64,
+) -> sqlx::Result<Vec<(Vec<u8>, Vec<u8>)>> {
+    let rows = sqlx::query!(
+        r#"SELECT token_hash, token_sealed AS "token_sealed!" FROM links
+           WHERE token_sealed IS NOT NULL AND token_hash > $1 ORDER BY token_hash LIMIT $2"#,
+        after,
+        limit
+    )
+    .fetch_all(conn)
+    .await?;
+    Ok(rows.into_iter().map(|r| (r.token_hash, r.token_sealed)).collect())
+}
+
+/// Replaces a sealed token if it is still the one that was read.
+pub async fn reseal(
+    conn: &mut PgConnection,
+    token_hash: &[u8],
+    old: &[u8],
+    new: &[u8],
+) -> sqlx::Result<bool> {
+    let done = sqlx::query!(
+        "UPDATE links SET token_sealed = $3 WHERE token_hash = $1 AND token_sealed = $2",
+        token_hash,
+        old,
+        new
+    )
+    .execute(conn)
+    .await?;
+    Ok(done.rows_affected() == 1)
 }

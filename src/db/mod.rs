@@ -3,6 +3,7 @@
 
 pub mod admins;
 pub mod api_keys;
+pub mod api_user_attempts;
 pub mod connections;
 pub mod console;
 pub mod end_users;

@@ -17,7 +17,6 @@ pub struct NewPending<'a> {
     pub expires_at: OffsetDateTime,
 }
 
-#[derive(Debug)]
 pub struct Pending {
     pub provider: String,
     pub end_user_id: Uuid,
@@ -28,6 +27,17 @@ pub struct Pending {
     /// The end user's current connection to this provider, if any: the row a new
     /// grant will replace (its id is bound into the sealed values).
     pub existing_connection_id: Option<Uuid>,
+}
+
+impl std::fmt::Debug for Pending {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pending")
+            .field("provider", &self.provider)
+            .field("end_user_id", &self.end_user_id)
+            .field("connection_id", &self.connection_id)
+            .field("expires_at", &self.expires_at)
+            .finish_non_exhaustive()
+    }
 }
 
 pub async fn insert(conn: &mut PgConnection, p: NewPending<'_>) -> sqlx::Result<()> {

@@ -113,18 +113,21 @@ pub(crate) async fn build(app: &AppState, row: &GrantRow) -> Result<Credential, 
     };
     let mut extras = serde_json::Map::new();
     let token_type = match &provider.kind {
-        Kind::Bullhorn(_) => {
+        Kind::Bullhorn(cfg) => {
+            // The backend sends the BhRestToken to this URL: allow-listed hosts only.
+            let rest_url = ctx.session_rest_url.as_deref().unwrap_or_default();
+            if let Err(e) = cfg.hosts.parse(rest_url) {
+                crate::alarms::note(app, &provider.id, &e);
+                return Err(LifecycleError::ProviderUnavailable(e, None));
+            }
             extras.insert("BhRestToken".into(), token.clone().into());
-            extras.insert(
-                "restUrl".into(),
-                ctx.session_rest_url.clone().unwrap_or_default().into(),
-            );
+            extras.insert("restUrl".into(), rest_url.into());
             "BhRestToken"
         }
-        Kind::Zoho(_) => {
+        Kind::Zoho(cfg) => {
             extras.insert(
                 "api_host".into(),
-                ctx.api_host.clone().unwrap_or_default().into(),
+                cfg.api_host(&ctx).unwrap_or_default().into(),
             );
             "Zoho-oauthtoken"
         }

@@ -307,7 +307,10 @@ async fn recover_bullhorn(
     let password = SecretString::from(stored.password);
     let ctx = bullhorn::login_info(&app.http, cfg, &stored.username)
         .await
-        .map_err(|e| LifecycleError::ProviderUnavailable(e, None))?;
+        .map_err(|e| {
+            crate::alarms::note(app, &provider.id, &e);
+            LifecycleError::ProviderUnavailable(e, None)
+        })?;
     let (tokens, established) =
         api_user::authorize(app, provider, ctx, &stored.username, &password).await?;
     if row.account_id.is_some() && row.account_id != established.account.id {
@@ -350,6 +353,7 @@ async fn degraded(
     provider: &Provider,
     e: TokenError,
 ) -> Result<Credential, LifecycleError> {
+    crate::alarms::note(app, &provider.id, &e);
     let retry_after = match &e {
         TokenError::Throttled { retry_after } => *retry_after,
         _ => None,

@@ -18,9 +18,20 @@ pub enum ParamError {
     Control,
 }
 
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct CallbackParams {
     values: HashMap<String, String>,
+}
+
+/// Values carry codes and states: only the parameter names are printed.
+impl std::fmt::Debug for CallbackParams {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut names: Vec<&str> = self.values.keys().map(String::as_str).collect();
+        names.sort_unstable();
+        f.debug_struct("CallbackParams")
+            .field("names", &names)
+            .finish_non_exhaustive()
+    }
 }
 
 impl CallbackParams {

@@ -30,15 +30,15 @@ pub async fn after_exchange(
 ) -> Result<Established, TokenError> {
     let (ctx, session) = after_refresh(http, provider, ctx, tokens).await?;
     let account = match (&provider.kind, &session) {
-        (Kind::Bullhorn(_), Some(s)) => {
+        (Kind::Bullhorn(cfg), Some(s)) => {
             let rest = bullhorn::RestSession {
                 bh_rest_token: s.token.clone(),
                 rest_url: ctx.session_rest_url.clone().unwrap_or_default(),
                 expires_at: s.expires_at,
             };
-            bullhorn::identify(http, &rest).await?
+            bullhorn::identify(http, cfg, &rest).await?
         }
-        (Kind::Zoho(_), _) => zoho::identify(http, &ctx, &tokens.access_token).await?,
+        (Kind::Zoho(cfg), _) => zoho::identify(http, cfg, &ctx, &tokens.access_token).await?,
         _ => identity::identify(http, provider, &tokens.access_token).await?,
     };
     Ok(Established {
@@ -57,8 +57,8 @@ pub async fn after_refresh(
     tokens: &TokenSet,
 ) -> Result<(Context, Option<ProviderSession>), TokenError> {
     match &provider.kind {
-        Kind::Bullhorn(_) => {
-            let session = bullhorn::rest_login(http, &ctx, &tokens.access_token).await?;
+        Kind::Bullhorn(cfg) => {
+            let session = bullhorn::rest_login(http, cfg, &ctx, &tokens.access_token).await?;
             ctx.session_rest_url = Some(session.rest_url.clone());
             Ok((
                 ctx,

@@ -81,6 +81,9 @@ pub enum TokenError {
     Malformed(&'static str),
     #[error("the provider refused the request ({0})")]
     Rejected(String),
+    /// A host outside the allow-list (or not https): nothing was sent to it.
+    #[error("the provider named a host that is not allowed ({0}); nothing was sent to it")]
+    HostRefused(String),
 }
 
 impl TokenError {
@@ -95,6 +98,7 @@ impl TokenError {
             TokenError::Unreachable => "unreachable",
             TokenError::Malformed(_) => "malformed_response",
             TokenError::Rejected(_) => "rejected",
+            TokenError::HostRefused(_) => "host_refused",
         }
     }
 }
@@ -128,7 +132,7 @@ pub async fn request(
         params.push(("client_id", &provider.client_id));
         params.push(("client_secret", secret));
     }
-    let mut url = provider.token_url(ctx);
+    let mut url = provider.token_url(ctx)?;
     if provider.token_body == TokenBody::Query {
         url.query_pairs_mut().extend_pairs(&params);
     }

@@ -8,18 +8,22 @@ use serde::Deserialize;
 use time::OffsetDateTime;
 use url::Url;
 
+use super::hosts::{self, HostPolicy};
 use super::{ClientAuth, Context, Kind, Provider, TokenBody};
 use crate::config::{ConfigError, ProviderSettings};
 use crate::oauth::identity::Account;
 use crate::oauth::token::{TokenError, fetch, read_limited, transport_error};
 
 const LOGIN_INFO_URL: &str = "https://rest.bullhornstaffing.com/rest-services/loginInfo";
+const ALLOWED_HOST_SUFFIXES: &[&str] = &["bullhornstaffing.com"];
 
 #[derive(Debug, Clone)]
 pub struct Config {
     pub login_info_url: Url,
     /// Connect with an API user's credentials on our page (headless authorize).
     pub api_user_mode: bool,
+    /// Where loginInfo's and REST login's hosts may be; checked at every use.
+    pub hosts: HostPolicy,
 }
 
 pub fn build(
@@ -27,6 +31,7 @@ pub fn build(
     raw: &ProviderSettings,
     client_id: String,
     client_secret: SecretString,
+    allow_insecure_hosts: bool,
 ) -> Result<Provider, ConfigError> {
     let login_info_url = super::url_setting(
         id,
@@ -34,6 +39,27 @@ pub fn build(
         raw.login_info_url.as_deref(),
         Some(LOGIN_INFO_URL),
     )?;
+    let suffixes = raw
+        .allowed_host_suffixes
+        .clone()
+        .unwrap_or_else(|| ALLOWED_HOST_SUFFIXES.iter().map(|s| s.to_string()).collect());
+    if suffixes.is_empty()
+        || suffixes.iter().any(|s| {
+            s.trim_matches('.').is_empty() || s.contains(|c: char| c == '/' || c == ':' || c == '*' || c.is_whitespace())
+        })
+    {
+        return Err(ConfigError::new(
+            format!("providers.{id}.allowed_host_suffixes"),
+            "must list domain names such as \"bullhornstaffing.com\"",
+        ));
+    }
+    let hosts = HostPolicy::new(suffixes, allow_insecure_hosts);
+    if hosts.check(&login_info_url).is_err() {
+        return Err(ConfigError::new(
+            format!("providers.{id}.login_info_url"),
+            "must be under one of allowed_host_suffixes",
+        ));
+    }
     // The authorize and token URLs come from loginInfo per user; these are only fallbacks.
     let fallback = login_info_url.clone();
     Ok(Provider {
@@ -45,6 +71,7 @@ pub fn build(
         kind: Kind::Bullhorn(Config {
             login_info_url,
             api_user_mode: raw.api_user_mode.unwrap_or(false),
+            hosts,
         }),
         client_id,
         client_secret,
@@ -65,20 +92,22 @@ pub fn build(
     })
 }
 
-pub fn token_url(ctx: &Context) -> Option<Url> {
-    Url::parse(&format!(
-        "{}/token",
-        ctx.oauth_url.as_deref()?.trim_end_matches('/')
-    ))
-    .ok()
+/// The data center's OAuth base, re-checked against the allow-list at every use (the
+/// stored context is only a database row).
+fn oauth_base(cfg: &Config, ctx: &Context) -> Result<Url, TokenError> {
+    let raw = ctx
+        .oauth_url
+        .as_deref()
+        .ok_or(TokenError::Malformed("no data center"))?;
+    cfg.hosts.parse(raw)
 }
 
-pub fn authorize_url(ctx: &Context) -> Option<Url> {
-    Url::parse(&format!(
-        "{}/authorize",
-        ctx.oauth_url.as_deref()?.trim_end_matches('/')
-    ))
-    .ok()
+pub fn token_url(cfg: &Config, ctx: &Context) -> Result<Url, TokenError> {
+    hosts::join(&oauth_base(cfg, ctx)?, "token")
+}
+
+pub fn authorize_url(cfg: &Config, ctx: &Context) -> Option<Url> {
+    hosts::join(&oauth_base(cfg, ctx).ok()?, "authorize").ok()
 }
 
 /// A Bullhorn username as typed on our page.
@@ -96,14 +125,15 @@ struct LoginInfo {
     rest_url: String,
 }
 
-/// Finds the user's data center. A 307 to the right data center is followed once,
-/// explicitly; nothing else is.
+/// Finds the user's data center. One 307 is followed, explicitly, and only to a host
+/// on the allow-list; the hosts in the answer must be on it too, or nothing is sent there.
 pub async fn login_info(
     http: &reqwest::Client,
     cfg: &Config,
     username: &str,
 ) -> Result<Context, TokenError> {
     let mut url = cfg.login_info_url.clone();
+    cfg.hosts.check(&url)?;
     url.query_pairs_mut().append_pair("username", username);
     let mut response = http
         .get(url.clone())
@@ -116,11 +146,14 @@ pub async fn login_info(
             .get(reqwest::header::LOCATION)
             .and_then(|v| v.to_str().ok())
             .and_then(|l| url.join(l).ok())
-            .filter(|u| matches!(u.scheme(), "http" | "https"))
             .ok_or(TokenError::Malformed(
                 "loginInfo redirect without a usable Location",
             ))?;
+        cfg.hosts.check(&target)?;
         response = http.get(target).send().await.map_err(transport_error)?;
+        if response.status().is_redirection() {
+            return Err(TokenError::Malformed("loginInfo redirected twice"));
+        }
     }
     let status = response.status();
     let body = read_limited(response).await?;
@@ -138,15 +171,9 @@ pub async fn login_info(
     }
     let info: LoginInfo =
         serde_json::from_slice(&body).map_err(|_| TokenError::Malformed("loginInfo answer"))?;
-    let check = |u: &str| {
-        Url::parse(u)
-            .ok()
-            .filter(|u| matches!(u.scheme(), "http" | "https"))
-            .map(|_| u.to_string())
-    };
     Ok(Context {
-        oauth_url: Some(check(&info.oauth_url).ok_or(TokenError::Malformed("loginInfo oauthUrl"))?),
-        rest_url: Some(check(&info.rest_url).ok_or(TokenError::Malformed("loginInfo restUrl"))?),
+        oauth_url: Some(cfg.hosts.parse(&info.oauth_url)?.to_string()),
+        rest_url: Some(cfg.hosts.parse(&info.rest_url)?.to_string()),
         ..Context::default()
     })
 }
@@ -170,7 +197,11 @@ pub async fn headless_code(
     username: &str,
     password: &SecretString,
 ) -> Result<String, HeadlessError> {
-    let mut url = authorize_url(ctx).ok_or(TokenError::Malformed("no data center"))?;
+    let cfg = match &provider.kind {
+        Kind::Bullhorn(cfg) => cfg,
+        _ => return Err(TokenError::Malformed("not a Bullhorn provider").into()),
+    };
+    let mut url = hosts::join(&oauth_base(cfg, ctx)?, "authorize")?;
     url.query_pairs_mut()
         .append_pair("client_id", &provider.client_id)
         .append_pair("response_type", "code")
@@ -207,6 +238,15 @@ pub struct RestSession {
     pub expires_at: Option<OffsetDateTime>,
 }
 
+impl std::fmt::Debug for RestSession {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RestSession")
+            .field("rest_url", &self.rest_url)
+            .field("expires_at", &self.expires_at)
+            .finish_non_exhaustive()
+    }
+}
+
 #[derive(Deserialize)]
 struct LoginAnswer {
     #[serde(rename = "BhRestToken")]
@@ -219,6 +259,7 @@ struct LoginAnswer {
 /// session expires.
 pub async fn rest_login(
     http: &reqwest::Client,
+    cfg: &Config,
     ctx: &Context,
     access_token: &SecretString,
 ) -> Result<RestSession, TokenError> {
@@ -226,21 +267,21 @@ pub async fn rest_login(
         .rest_url
         .as_deref()
         .ok_or(TokenError::Malformed("no REST host"))?;
-    let mut url = Url::parse(&format!("{}/login", base.trim_end_matches('/')))
-        .map_err(|_| TokenError::Malformed("REST host"))?;
+    let mut url = hosts::join(&cfg.hosts.parse(base)?, "login")?;
     url.query_pairs_mut()
         .append_pair("version", "*")
         .append_pair("access_token", access_token.expose_secret());
     let body = fetch(http.post(url), "REST login").await?;
     let answer: LoginAnswer =
         serde_json::from_slice(&body).map_err(|_| TokenError::Malformed("REST login answer"))?;
-    Url::parse(&answer.rest_url).map_err(|_| TokenError::Malformed("REST login restUrl"))?;
+    // The corporation's REST URL gets the BhRestToken on every call: allow-listed only.
+    let rest_url = cfg.hosts.parse(&answer.rest_url)?;
     let mut session = RestSession {
         bh_rest_token: SecretString::from(answer.bh_rest_token),
-        rest_url: answer.rest_url,
+        rest_url: rest_url.to_string(),
         expires_at: None,
     };
-    session.expires_at = ping(http, &session).await.ok();
+    session.expires_at = ping(http, cfg, &session).await.ok();
     Ok(session)
 }
 
@@ -252,10 +293,11 @@ struct Ping {
 
 async fn rest_get(
     http: &reqwest::Client,
+    cfg: &Config,
     session: &RestSession,
     path: &str,
 ) -> Result<Vec<u8>, TokenError> {
-    let url = format!("{}{path}", session.rest_url);
+    let url = hosts::join(&cfg.hosts.parse(&session.rest_url)?, path)?;
     let request = http
         .get(url)
         .header("BhRestToken", session.bh_rest_token.expose_secret());
@@ -264,9 +306,10 @@ async fn rest_get(
 
 pub async fn ping(
     http: &reqwest::Client,
+    cfg: &Config,
     session: &RestSession,
 ) -> Result<OffsetDateTime, TokenError> {
-    let ping: Ping = serde_json::from_slice(&rest_get(http, session, "ping").await?)
+    let ping: Ping = serde_json::from_slice(&rest_get(http, cfg, session, "ping").await?)
         .map_err(|_| TokenError::Malformed("ping answer"))?;
     OffsetDateTime::from_unix_timestamp_nanos(i128::from(ping.session_expires) * 1_000_000)
         .map_err(|_| TokenError::Malformed("ping sessionExpires"))
@@ -281,9 +324,11 @@ struct UserId {
 /// Who am I: `settings/userId`.
 pub async fn identify(
     http: &reqwest::Client,
+    cfg: &Config,
     session: &RestSession,
 ) -> Result<Account, TokenError> {
-    let answer: UserId = serde_json::from_slice(&rest_get(http, session, "settings/userId").await?)
+    let answer: UserId =
+        serde_json::from_slice(&rest_get(http, cfg, session, "settings/userId").await?)
         .map_err(|_| TokenError::Malformed("settings/userId answer"))?;
     let id = match answer.user_id {
         serde_json::Value::Number(n) => n.to_string(),

@@ -4,6 +4,7 @@
 pub mod bullhorn;
 pub mod context;
 pub mod generic;
+pub mod hosts;
 pub mod hurdlr;
 pub mod smartrecruiters;
 pub mod zoho;
@@ -97,20 +98,49 @@ impl fmt::Debug for Provider {
 }
 
 impl Provider {
-    /// The token endpoint for a connection: Bullhorn and Zoho answer at the user's data center.
-    pub fn token_url(&self, ctx: &Context) -> Url {
+    /// The token endpoint for a connection: Bullhorn and Zoho answer at the user's data
+    /// center. A Bullhorn host is checked against the allow-list at every use.
+    pub fn token_url(&self, ctx: &Context) -> Result<Url, crate::oauth::token::TokenError> {
         match &self.kind {
-            Kind::Bullhorn(_) => bullhorn::token_url(ctx).unwrap_or_else(|| self.token_url.clone()),
-            Kind::Zoho(cfg) => cfg.token_url(ctx).unwrap_or_else(|| self.token_url.clone()),
-            _ => self.token_url.clone(),
+            Kind::Bullhorn(cfg) => Ok(bullhorn::token_url(cfg, ctx)?),
+            Kind::Zoho(cfg) => Ok(cfg.token_url(ctx).unwrap_or_else(|| self.token_url.clone())),
+            _ => Ok(self.token_url.clone()),
         }
+    }
+
+    /// Origins a form on our pages may lead the browser to (CSP `form-action`): the
+    /// authorize endpoint, every Zoho data center, every allowed Bullhorn domain.
+    pub fn form_origins(&self) -> Vec<String> {
+        let mut origins = vec![self.authorize_url.origin().ascii_serialization()];
+        match &self.kind {
+            Kind::Bullhorn(cfg) => {
+                for suffix in cfg.hosts.suffixes() {
+                    if cfg.hosts.insecure_loopback() {
+                        origins.push(format!("http://{suffix}:*"));
+                    }
+                    origins.push(format!("https://{suffix}"));
+                    if suffix.parse::<std::net::IpAddr>().is_err() {
+                        origins.push(format!("https://*.{suffix}"));
+                    }
+                }
+            }
+            Kind::Zoho(cfg) => {
+                for dc in &cfg.data_centers {
+                    if let Ok(url) = Url::parse(&dc.accounts_url) {
+                        origins.push(url.origin().ascii_serialization());
+                    }
+                }
+            }
+            _ => {}
+        }
+        origins
     }
 
     /// The authorize endpoint for a flow (Bullhorn's depends on the user's data center).
     pub fn authorize_endpoint(&self, ctx: &Context) -> Url {
         match &self.kind {
-            Kind::Bullhorn(_) => {
-                bullhorn::authorize_url(ctx).unwrap_or_else(|| self.authorize_url.clone())
+            Kind::Bullhorn(cfg) => {
+                bullhorn::authorize_url(cfg, ctx).unwrap_or_else(|| self.authorize_url.clone())
             }
             _ => self.authorize_url.clone(),
         }
@@ -129,6 +159,7 @@ impl Provider {
 pub fn from_settings(
     id: &str,
     raw: &ProviderSettings,
+    allow_insecure_hosts: bool,
 ) -> Result<Result<Provider, String>, ConfigError> {
     if id.is_empty()
         || id.len() > 40
@@ -166,7 +197,7 @@ pub fn from_settings(
     };
     let mut provider = match builtin {
         "smartrecruiters" => smartrecruiters::build(id, raw, client_id, client_secret)?,
-        "bullhorn" => bullhorn::build(id, raw, client_id, client_secret)?,
+        "bullhorn" => bullhorn::build(id, raw, client_id, client_secret, allow_insecure_hosts)?,
         "zoho" => zoho::build(id, raw, client_id, client_secret)?,
         "hurdlr" => match hurdlr::build(id, raw, client_id, client_secret)? {
             Ok(p) => p,
@@ -183,7 +214,53 @@ pub fn from_settings(
         }
         provider.refresh_concurrency = Some(n);
     }
+    check_hosts(&provider, allow_insecure_hosts)?;
     Ok(Ok(provider))
+}
+
+/// Every configured URL that receives a secret (or sends the browser with a code's
+/// state) must be https, or http on loopback where the operator allows it.
+fn check_hosts(provider: &Provider, allow_insecure: bool) -> Result<(), ConfigError> {
+    let mut urls: Vec<(&str, &Url)> = vec![
+        ("authorize_url", &provider.authorize_url),
+        ("token_url", &provider.token_url),
+    ];
+    if let Some(u) = &provider.userinfo {
+        urls.push(("userinfo_url", &u.url));
+    }
+    if let Some(u) = &provider.revocation_url {
+        urls.push(("revocation_url", u));
+    }
+    let mut zoho = Vec::new();
+    match &provider.kind {
+        Kind::Bullhorn(cfg) => urls.push(("login_info_url", &cfg.login_info_url)),
+        Kind::Zoho(cfg) => {
+            for dc in &cfg.data_centers {
+                for (key, raw) in [
+                    ("accounts_url", &dc.accounts_url),
+                    ("api_url", &dc.api_url),
+                ] {
+                    if let Ok(url) = Url::parse(raw) {
+                        zoho.push((format!("data_centers.{}.{key}", dc.location), url));
+                    }
+                }
+            }
+        }
+        _ => {}
+    }
+    let named = urls
+        .into_iter()
+        .map(|(k, u)| (k.to_string(), u.clone()))
+        .chain(zoho);
+    for (key, url) in named {
+        if hosts::transport_allowed(&url, allow_insecure).is_err() {
+            return Err(ConfigError::new(
+                format!("providers.{}.{key}", provider.id),
+                "must be an https URL without credentials (plain http only on loopback with server.allow_insecure_provider_hosts)",
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Parses a URL setting, naming the setting when it is wrong.

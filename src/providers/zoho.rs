@@ -73,6 +73,13 @@ impl Config {
         self.data_centers.iter().find(|dc| dc.location == location)
     }
 
+    /// The Recruit API host for a connection: only ever from the data-center table, by
+    /// the accounts server that issued the grant (never a host stored in the row).
+    pub fn api_host(&self, ctx: &Context) -> Option<&str> {
+        let dc = self.by_accounts_server(ctx.accounts_server.as_deref()?)?;
+        Some(dc.api_url.as_str())
+    }
+
     pub fn token_url(&self, ctx: &Context) -> Option<Url> {
         let dc = self.by_accounts_server(ctx.accounts_server.as_deref()?)?;
         Url::parse(&format!("{}/oauth/v2/token", dc.accounts_url)).ok()
@@ -201,13 +208,13 @@ struct User {
 /// Who am I: `users?type=CurrentUser` on the data center's Recruit host.
 pub async fn identify(
     http: &reqwest::Client,
+    cfg: &Config,
     ctx: &Context,
     access_token: &SecretString,
 ) -> Result<Account, TokenError> {
-    let host = ctx
-        .api_host
-        .as_deref()
-        .ok_or(TokenError::Malformed("no Recruit host"))?;
+    let host = cfg
+        .api_host(ctx)
+        .ok_or(TokenError::Malformed("no known Recruit host"))?;
     // Zoho wants its own scheme name, not `Bearer`.
     let request = http
         .get(format!("{host}/recruit/v2/users?type=CurrentUser"))

@@ -63,15 +63,7 @@ impl FromRequestParts<AppState> for ApiKey {
             .and_then(|v| v.strip_prefix("Bearer "))
             .filter(|k| !k.is_empty() && k.len() <= 128)
             .ok_or(ApiError(AppError::Unauthorized))?;
-        let hash = crypto::token_hash(presented);
-        if let Some(id) = app.api_keys.get(&hash) {
-            return Ok(ApiKey(id));
-        }
-        let mut conn = app.pool.acquire().await?;
-        let id = db::api_keys::verify(&mut conn, &hash)
-            .await?
-            .ok_or(ApiError(AppError::Unauthorized))?;
-        app.api_keys.insert(hash, id);
+        let id = super::api_keys::authenticate(app, presented).await?;
         Ok(ApiKey(id))
     }
 }
@@ -317,6 +309,14 @@ async fn credential_response(app: &AppState, id: Uuid, force: bool) -> Response 
                 .into_response(),
             Err(e) => ApiError(e).into_response(),
         },
+        Err(LifecycleError::ProviderUnavailable(
+            e @ crate::oauth::token::TokenError::HostRefused(_),
+            _,
+        )) => error(
+            StatusCode::BAD_GATEWAY,
+            "host_refused",
+            &format!("{e}. An administrator has been alerted."),
+        ),
         Err(LifecycleError::ProviderUnavailable(e, retry_after)) => {
             let mut response = error(
                 StatusCode::SERVICE_UNAVAILABLE,

@@ -2,6 +2,8 @@
 //! Keyhaven performs Bullhorn's headless authorize server-side, reading the code from
 //! the redirect without following it, and exchanging it at once. The password is never
 //! logged or shown; it is kept (sealed) only when the user opts in to automatic recovery.
+//! Sign-ins are limited per end user and per username, and an unknown username gets the
+//! same answer as a wrong password.
 
 use secrecy::{ExposeSecret, SecretString};
 use uuid::Uuid;
@@ -22,12 +24,34 @@ pub struct ApiUserLogin<'a> {
     pub remember: bool,
 }
 
+impl std::fmt::Debug for ApiUserLogin<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ApiUserLogin")
+            .field("remember", &self.remember)
+            .finish_non_exhaustive()
+    }
+}
+
 /// Kept (sealed) for automatic recovery: the seed's step-1 credentials.
 #[derive(serde::Serialize, serde::Deserialize)]
 pub struct StoredCredentials {
     pub username: String,
     pub password: String,
 }
+
+impl std::fmt::Debug for StoredCredentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoredCredentials").finish_non_exhaustive()
+    }
+}
+
+/// Failed sign-ins counted per end user and per username within this window.
+pub const ATTEMPT_WINDOW: time::Duration = time::Duration::minutes(15);
+/// Sign-ins (failed or in flight) allowed per end user and per username in the window.
+pub const MAX_ATTEMPTS: i64 = 5;
+
+const WRONG_CREDENTIALS: &str =
+    "Bullhorn did not accept that username and password. Nothing was changed.";
 
 /// Headless authorize → code exchange → REST login → who-am-I.
 pub async fn authorize(
@@ -42,12 +66,11 @@ pub async fn authorize(
         bullhorn::headless_code(&app.http, provider, &ctx, &redirect_uri, username, password)
             .await
             .map_err(|e| match e {
-                bullhorn::HeadlessError::WrongCredentials => AppError::BadRequest(
-                    "Bullhorn did not accept that username and password. Nothing was changed."
-                        .into(),
-                ),
+                bullhorn::HeadlessError::WrongCredentials => {
+                    AppError::BadRequest(WRONG_CREDENTIALS.into())
+                }
                 bullhorn::HeadlessError::Provider(e) => {
-                    upstream_failure(provider, "headless authorize", e)
+                    upstream_failure(app, provider, "headless authorize", e)
                 }
             })?;
     let grant = Grant::Code {
@@ -57,21 +80,74 @@ pub async fn authorize(
     };
     let tokens = token::request(&app.http, provider, &ctx, grant, app.clock.now())
         .await
-        .map_err(|e| upstream_failure(provider, "code exchange", e))?;
+        .map_err(|e| upstream_failure(app, provider, "code exchange", e))?;
     let established = establish::after_exchange(&app.http, provider, ctx, &tokens)
         .await
-        .map_err(|e| upstream_failure(provider, "post-exchange", e))?;
+        .map_err(|e| upstream_failure(app, provider, "post-exchange", e))?;
     Ok((tokens, established))
 }
 
+/// Signs in on our page: counted against the limits first, then loginInfo (an unknown
+/// username answers like a wrong password), the headless authorize, and storing.
 pub async fn connect(
     app: &AppState,
     provider: &Provider,
+    cfg: &bullhorn::Config,
     user: &EndUserSession,
-    ctx: Context,
     reconnecting: Option<Uuid>,
     login: ApiUserLogin<'_>,
 ) -> AppResult<()> {
+    let keys = [
+        app.settings
+            .keys
+            .mac("bullhorn-api-user/end-user", user.end_user_id.as_bytes()),
+        app.settings.keys.mac(
+            "bullhorn-api-user/username",
+            login.username.to_lowercase().as_bytes(),
+        ),
+    ];
+    let now = app.clock.now();
+    let reserved = {
+        let mut conn = app.pool.acquire().await?;
+        let ids = db::api_user_attempts::reserve(&mut conn, &keys, now).await?;
+        let seen = db::api_user_attempts::most_recent(&mut conn, &keys, now - ATTEMPT_WINDOW)
+            .await?;
+        if seen > MAX_ATTEMPTS {
+            db::api_user_attempts::forgive(&mut conn, &ids).await?;
+            tracing::warn!(provider = %provider.id, "API-user sign-in refused: too many attempts");
+            return Err(AppError::TooManyRequests(format!(
+                "Too many sign-in attempts. Nothing was changed; try again in {} minutes.",
+                ATTEMPT_WINDOW.whole_minutes()
+            )));
+        }
+        ids
+    };
+    let result = sign_in(app, provider, cfg, user, reconnecting, login).await;
+    // Wrong credentials keep counting; anything else (success, the provider being
+    // down) is not the person's guess.
+    let wrong = matches!(&result, Err(AppError::BadRequest(m)) if m == WRONG_CREDENTIALS);
+    if !wrong {
+        let mut conn = app.pool.acquire().await?;
+        db::api_user_attempts::forgive(&mut conn, &reserved).await?;
+    }
+    result
+}
+
+async fn sign_in(
+    app: &AppState,
+    provider: &Provider,
+    cfg: &bullhorn::Config,
+    user: &EndUserSession,
+    reconnecting: Option<Uuid>,
+    login: ApiUserLogin<'_>,
+) -> AppResult<()> {
+    let ctx = match bullhorn::login_info(&app.http, cfg, login.username).await {
+        Ok(ctx) => ctx,
+        Err(token::TokenError::Rejected(_)) => {
+            return Err(AppError::BadRequest(WRONG_CREDENTIALS.into()));
+        }
+        Err(e) => return Err(upstream_failure(app, provider, "loginInfo", e)),
+    };
     let (tokens, established) =
         authorize(app, provider, ctx, login.username, &login.password).await?;
     if let Some(id) = reconnecting {

@@ -59,9 +59,10 @@ async fn callback(
     {
         return Err(AppError::BadRequest(STALE.into()));
     }
-    // RFC 9207: where the provider names itself, it must be the one we configured.
-    if let (Some(expected), Some(iss)) = (&provider.issuer, params.get("iss"))
-        && expected != iss
+    // RFC 9207: with an issuer configured, every answer must name it; a missing `iss`
+    // is refused like a wrong one (a mix-up attacker would simply leave it out).
+    if let Some(expected) = &provider.issuer
+        && params.get("iss") != Some(expected.as_str())
     {
         tracing::warn!(provider = %provider.id, "callback issuer mismatch");
         return Err(AppError::BadRequest(
@@ -112,10 +113,10 @@ async fn callback(
     };
     let tokens = token::request(&app.http, provider, &ctx, grant, app.clock.now())
         .await
-        .map_err(|e| upstream_failure(provider, "code exchange", e))?;
+        .map_err(|e| upstream_failure(&app, provider, "code exchange", e))?;
     let established = establish::after_exchange(&app.http, provider, ctx, &tokens)
         .await
-        .map_err(|e| upstream_failure(provider, "post-exchange", e))?;
+        .map_err(|e| upstream_failure(&app, provider, "post-exchange", e))?;
     if let Some(reconnecting) = pending.connection_id {
         ensure_same_account(&app, provider, reconnecting, &established.account).await?;
     }
@@ -172,8 +173,14 @@ pub(crate) async fn ensure_same_account(
     Ok(())
 }
 
-pub(crate) fn upstream_failure(provider: &Provider, step: &str, e: TokenError) -> AppError {
+pub(crate) fn upstream_failure(
+    app: &AppState,
+    provider: &Provider,
+    step: &str,
+    e: TokenError,
+) -> AppError {
     tracing::warn!(provider = %provider.id, step, error = %e, "connection not completed");
+    crate::alarms::note(app, &provider.id, &e);
     AppError::Upstream {
         provider: provider.display_name.clone(),
         error: e,

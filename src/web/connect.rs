@@ -258,9 +258,6 @@ async fn start(
         if !bullhorn::valid_username(username) {
             return Err(AppError::BadRequest("Enter your Bullhorn username.".into()));
         }
-        ctx = bullhorn::login_info(&app.http, cfg, username)
-            .await
-            .map_err(|e| upstream_failure(provider, "loginInfo", e))?;
         if cfg.api_user_mode {
             let password = form
                 .password
@@ -272,12 +269,15 @@ async fn start(
                 password: SecretString::from(password),
                 remember,
             };
-            super::api_user::connect(&app, provider, &user, ctx, reconnecting, login).await?;
+            super::api_user::connect(&app, provider, cfg, &user, reconnecting, login).await?;
             return Ok(Redirect::to(
                 &return_to.unwrap_or_else(|| format!("/connect?connected={}", provider.id)),
             )
             .into_response());
         }
+        ctx = bullhorn::login_info(&app.http, cfg, username)
+            .await
+            .map_err(|e| upstream_failure(&app, provider, "loginInfo", e))?;
     }
 
     let state = crypto::random_token()?;

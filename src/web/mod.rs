@@ -35,6 +35,7 @@ pub fn router(state: AppState, store: Sessions) -> Router {
         .merge(callback::router())
         .layer(session_layer(&state, store.with_cached_reads()));
     let admin_pages = admin::router(state.clone()).layer(session_layer(&state, store));
+    let headers = security_headers(&state.settings);
 
     let app = Router::new()
         .merge(end_user_pages)
@@ -45,7 +46,7 @@ pub fn router(state: AppState, store: Sessions) -> Router {
         .fallback(|| async { AppError::NotFound })
         .layer(RequestBodyLimitLayer::new(64 * 1024))
         .with_state(state);
-    with_security_headers(app).layer(TraceLayer::new_for_http().make_span_with(|req: &Request| {
+    with_security_headers(app, headers).layer(TraceLayer::new_for_http().make_span_with(|req: &Request| {
         // The route template only: raw paths and queries carry links, codes and states.
         let route = req
             .extensions()
@@ -68,28 +69,61 @@ fn session_layer(state: &AppState, store: Sessions) -> SessionManagerLayer<Sessi
 }
 
 /// Headers every response carries unless its handler set them.
-const SECURITY_HEADERS: [(HeaderName, &str); 5] = [
+const SECURITY_HEADERS: [(HeaderName, &str); 4] = [
     (header::CACHE_CONTROL, "no-store"),
     (header::REFERRER_POLICY, "no-referrer"),
     (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
     (header::X_FRAME_OPTIONS, "DENY"),
-    (
-        header::CONTENT_SECURITY_POLICY,
-        "default-src 'none'; style-src 'self'; img-src 'self'; script-src 'self'; frame-ancestors 'none'; base-uri 'none'",
-    ),
 ];
 
+/// The fixed headers, the CSP (whose `form-action` names the origins our forms may lead
+/// to: this site and each provider's authorize hosts), and HSTS when served over https.
+pub fn security_headers(settings: &crate::Settings) -> Vec<(HeaderName, HeaderValue)> {
+    let mut headers: Vec<(HeaderName, HeaderValue)> = SECURITY_HEADERS
+        .into_iter()
+        .map(|(name, value)| (name, HeaderValue::from_static(value)))
+        .collect();
+    let mut form_action = vec!["'self'".to_string()];
+    for origin in settings.providers.iter().flat_map(|p| p.form_origins()) {
+        // Only plain scheme://host[:port] sources; anything else would break the policy.
+        let clean = origin
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, ':' | '/' | '.' | '-' | '*' | '[' | ']'));
+        if clean && origin != "null" && !form_action.contains(&origin) {
+            form_action.push(origin);
+        }
+    }
+    let csp = format!(
+        "default-src 'none'; style-src 'self'; img-src 'self'; script-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action {}",
+        form_action.join(" ")
+    );
+    if let Ok(value) = HeaderValue::from_str(&csp) {
+        headers.push((header::CONTENT_SECURITY_POLICY, value));
+    }
+    if settings.server.public_url.scheme() == "https" {
+        headers.push((
+            header::STRICT_TRANSPORT_SECURITY,
+            HeaderValue::from_static("max-age=31536000"),
+        ));
+    }
+    headers
+}
+
 /// One layer for all of them: every layer costs each request a boxed future.
-fn with_security_headers(router: Router) -> Router {
+fn with_security_headers(router: Router, fixed: Vec<(HeaderName, HeaderValue)>) -> Router {
+    let fixed = std::sync::Arc::new(fixed);
     router.layer(axum::middleware::map_response(
-        |mut response: Response| async move {
-            let headers = response.headers_mut();
-            for (name, value) in SECURITY_HEADERS {
-                if !headers.contains_key(&name) {
-                    headers.insert(name, HeaderValue::from_static(value));
+        move |mut response: Response| {
+            let fixed = fixed.clone();
+            async move {
+                let headers = response.headers_mut();
+                for (name, value) in fixed.iter() {
+                    if !headers.contains_key(name) {
+                        headers.insert(name.clone(), value.clone());
+                    }
                 }
+                response
             }
-            response
         },
     ))
 }
@@ -112,6 +146,10 @@ pub async fn housekeeping(state: AppState, store: Sessions) {
         {
             crate::db::pool::note_failure(&e);
             tracing::warn!(error = %e, "could not delete old admin sign-in failures");
+        }
+        if let Err(e) = crate::housekeeping::sweep(&state).await {
+            crate::db::pool::note_failure(&e);
+            tracing::warn!(error = %e, "could not delete links and events past their retention");
         }
         if let Err(e) = store.delete_expired().await {
             tracing::warn!(error = %e, "could not delete expired sessions");

@@ -12,7 +12,7 @@ use crate::error::AppError;
 const KEY: &str = "end_user";
 
 /// Stored in the session when a connect link is opened.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Clone, Serialize, Deserialize)]
 pub struct EndUserSession {
     pub end_user_id: Uuid,
     /// Random value binding pending authorizations to this browser; only its hash is
@@ -56,6 +56,15 @@ pub async fn bind(
 }
 
 /// Extractor: the bound end user, or a friendly "open your link again" page.
+impl std::fmt::Debug for EndUserSession {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EndUserSession")
+            .field("end_user_id", &self.end_user_id)
+            .field("reconnect", &self.reconnect)
+            .finish_non_exhaustive()
+    }
+}
+
 pub struct CurrentEndUser(pub EndUserSession, pub Session);
 
 impl<S: Send + Sync> FromRequestParts<S> for CurrentEndUser {

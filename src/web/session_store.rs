@@ -26,13 +26,23 @@ const CACHE_TTL: Duration = Duration::from_secs(30);
 const CACHE_CAPACITY: u64 = 20_000;
 
 /// Clones share one cache.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct Sessions {
     postgres: PostgresStore,
     /// New sessions are written through the portal's pool (no round trip on return).
     pool: Pool,
     cache: moka::sync::Cache<Id, Record>,
     read_from_cache: bool,
+}
+
+/// Cached records hold session data (CSRF tokens, bindings): never printed.
+impl std::fmt::Debug for Sessions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sessions")
+            .field("cached", &self.cache.entry_count())
+            .field("read_from_cache", &self.read_from_cache)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Sessions {

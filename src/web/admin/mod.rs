@@ -4,6 +4,7 @@
 //! so no handler can forget either.
 
 pub mod accounts;
+mod api_keys;
 mod connections;
 mod dashboard;
 mod detail;
@@ -37,6 +38,7 @@ pub fn router(app: AppState) -> Router<AppState> {
         .merge(dashboard::router())
         .merge(connections::router())
         .merge(detail::router())
+        .merge(api_keys::router())
         .merge(login::signed_in_router())
         .route_layer(middleware::from_fn_with_state(app, guard));
     Router::new().merge(login::router()).merge(signed_in)
