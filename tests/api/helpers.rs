@@ -88,6 +88,9 @@ pub struct Options {
     pub bullhorn_api_user: bool,
     /// Last changes to the settings before the app starts.
     pub tweak: fn(&mut keyhaven::Settings),
+    /// Bullhorn's loginInfo at another address (a stub), and its host allow-list.
+    pub bullhorn_login_info: Option<String>,
+    pub bullhorn_hosts: Option<keyhaven::providers::hosts::HostPolicy>,
 }
 
 impl Default for Options {
@@ -97,6 +100,8 @@ impl Default for Options {
             pool_size: 10,
             bullhorn_api_user: false,
             tweak: |_| {},
+            bullhorn_login_info: None,
+            bullhorn_hosts: None,
         }
     }
 }
@@ -131,6 +136,12 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
     for provider in &mut settings.providers {
         if let keyhaven::providers::Kind::Bullhorn(cfg) = &mut provider.kind {
             cfg.api_user_mode = options.bullhorn_api_user;
+            if let Some(url) = &options.bullhorn_login_info {
+                cfg.login_info_url = url.parse().unwrap();
+            }
+            if let Some(hosts) = &options.bullhorn_hosts {
+                cfg.hosts = hosts.clone();
+            }
         }
     }
     (options.tweak)(&mut settings);

@@ -9,6 +9,7 @@ mod callback_input;
 mod config;
 mod connect_flow;
 mod exchange_faults;
+mod hardening;
 mod helpers;
 mod lifecycle;
 mod providers;
