@@ -18,8 +18,14 @@ pub fn note(app: &AppState, provider: &str, error: &TokenError) {
     tokio::spawn(async move {
         let result = async {
             let mut conn = app.pool.acquire().await?;
-            db::refresh::record_alarm(&mut conn, &provider, "host_refused", &detail, app.clock.now())
-                .await
+            db::refresh::record_alarm(
+                &mut conn,
+                &provider,
+                "host_refused",
+                &detail,
+                app.clock.now(),
+            )
+            .await
         }
         .await;
         if let Err(e) = result {

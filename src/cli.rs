@@ -13,8 +13,8 @@ use crate::config::{self, DataCenterSettings, ProviderSettings, RawSettings, Set
 use crate::crypto::{self, KeyRing};
 use crate::sandbox::Sandbox;
 use crate::web::admin::accounts;
-use crate::web::api_keys;
 use crate::web::api::{EndUserInput, create_link_for};
+use crate::web::api_keys;
 use crate::{AppState, Application, db};
 
 #[derive(Parser)]

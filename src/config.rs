@@ -339,12 +339,42 @@ impl RawSettings {
             ));
         }
         let ranges: [(&str, i64, i64, i64); 7] = [
-            ("server.session_hours", self.server.session_hours, 1, 24 * 30),
-            ("links.connect_link_hours", self.links.connect_link_hours, 1, 24 * 30),
-            ("links.reconnect_link_days", self.links.reconnect_link_days, 1, 90),
-            ("housekeeping.event_retention_days", self.housekeeping.event_retention_days, 1, 3650),
-            ("database.max_connections", i64::from(self.database.max_connections), 1, 1000),
-            ("refresher.interval_secs", i64::try_from(r.interval_secs).unwrap_or(i64::MAX), 1, 3600),
+            (
+                "server.session_hours",
+                self.server.session_hours,
+                1,
+                24 * 30,
+            ),
+            (
+                "links.connect_link_hours",
+                self.links.connect_link_hours,
+                1,
+                24 * 30,
+            ),
+            (
+                "links.reconnect_link_days",
+                self.links.reconnect_link_days,
+                1,
+                90,
+            ),
+            (
+                "housekeeping.event_retention_days",
+                self.housekeeping.event_retention_days,
+                1,
+                3650,
+            ),
+            (
+                "database.max_connections",
+                i64::from(self.database.max_connections),
+                1,
+                1000,
+            ),
+            (
+                "refresher.interval_secs",
+                i64::try_from(r.interval_secs).unwrap_or(i64::MAX),
+                1,
+                3600,
+            ),
             ("refresher.margin_secs", r.margin_secs, 0, 3600),
         ];
         for (setting, value, min, max) in ranges {

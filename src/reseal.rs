@@ -42,7 +42,10 @@ async fn reseal_links(app: &AppState, report: &mut Report) -> anyhow::Result<()>
                 continue;
             }
             let at = || crate::lifecycle::reconnect::sealed_at(&hash);
-            match keys.open(&sealed, at()).and_then(|plain| keys.seal(&plain, at())) {
+            match keys
+                .open(&sealed, at())
+                .and_then(|plain| keys.seal(&plain, at()))
+            {
                 Ok(fresh) => {
                     if db::links::reseal(&mut conn, &hash, &sealed, &fresh).await? {
                         report.links_resealed += 1;

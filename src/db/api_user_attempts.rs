@@ -51,11 +51,8 @@ pub async fn forgive(conn: &mut PgConnection, ids: &[i64]) -> sqlx::Result<()> {
 }
 
 pub async fn delete_before(conn: &mut PgConnection, before: OffsetDateTime) -> sqlx::Result<u64> {
-    let done = sqlx::query!(
-        "DELETE FROM api_user_login_attempts WHERE at < $1",
-        before
-    )
-    .execute(conn)
-    .await?;
+    let done = sqlx::query!("DELETE FROM api_user_login_attempts WHERE at < $1", before)
+        .execute(conn)
+        .await?;
     Ok(done.rows_affected())
 }

@@ -114,7 +114,10 @@ pub async fn live_reconnect(
 }
 
 /// Serialises issuing reconnect links for one connection (until the transaction ends).
-pub async fn lock_reconnect_issuing(conn: &mut PgConnection, connection_id: Uuid) -> sqlx::Result<()> {
+pub async fn lock_reconnect_issuing(
+    conn: &mut PgConnection,
+    connection_id: Uuid,
+) -> sqlx::Result<()> {
     sqlx::query!(
         "SELECT pg_advisory_xact_lock(hashtextextended('reconnect-link:' || $1::text, 0))",
         connection_id.to_string()
@@ -149,7 +152,10 @@ pub async fn sealed_page(
     )
     .fetch_all(conn)
     .await?;
-    Ok(rows.into_iter().map(|r| (r.token_hash, r.token_sealed)).collect())
+    Ok(rows
+        .into_iter()
+        .map(|r| (r.token_hash, r.token_sealed))
+        .collect())
 }
 
 /// Replaces a sealed token if it is still the one that was read.

@@ -36,7 +36,8 @@ pub async fn issue_link(
     let mut tx = conn.begin().await?;
     // Concurrent callers for one connection wait here, then find the link just made.
     db::links::lock_reconnect_issuing(&mut tx, connection_id).await?;
-    if let Some(live) = db::links::live_reconnect(&mut tx, connection_id, now + lifetime / 2).await?
+    if let Some(live) =
+        db::links::live_reconnect(&mut tx, connection_id, now + lifetime / 2).await?
     {
         match keys.open_string(&live.token_sealed, sealed_at(&live.token_hash)) {
             Ok(token) if crypto::token_hash(&token) == live.token_hash => {
@@ -44,7 +45,9 @@ pub async fn issue_link(
                 return Ok((link_url(app, &token), live.expires_at));
             }
             // Moved, tampered with, or its key removed: mint a new link instead.
-            _ => tracing::warn!(connection = %connection_id, "a stored reconnect link could not be opened"),
+            _ => {
+                tracing::warn!(connection = %connection_id, "a stored reconnect link could not be opened")
+            }
         }
     }
     let token = crypto::random_token()?;

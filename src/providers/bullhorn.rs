@@ -39,13 +39,16 @@ pub fn build(
         raw.login_info_url.as_deref(),
         Some(LOGIN_INFO_URL),
     )?;
-    let suffixes = raw
-        .allowed_host_suffixes
-        .clone()
-        .unwrap_or_else(|| ALLOWED_HOST_SUFFIXES.iter().map(|s| s.to_string()).collect());
+    let suffixes = raw.allowed_host_suffixes.clone().unwrap_or_else(|| {
+        ALLOWED_HOST_SUFFIXES
+            .iter()
+            .map(|s| s.to_string())
+            .collect()
+    });
     if suffixes.is_empty()
         || suffixes.iter().any(|s| {
-            s.trim_matches('.').is_empty() || s.contains(|c: char| c == '/' || c == ':' || c == '*' || c.is_whitespace())
+            s.trim_matches('.').is_empty()
+                || s.contains(|c: char| c == '/' || c == ':' || c == '*' || c.is_whitespace())
         })
     {
         return Err(ConfigError::new(
@@ -329,7 +332,7 @@ pub async fn identify(
 ) -> Result<Account, TokenError> {
     let answer: UserId =
         serde_json::from_slice(&rest_get(http, cfg, session, "settings/userId").await?)
-        .map_err(|_| TokenError::Malformed("settings/userId answer"))?;
+            .map_err(|_| TokenError::Malformed("settings/userId answer"))?;
     let id = match answer.user_id {
         serde_json::Value::Number(n) => n.to_string(),
         serde_json::Value::String(s) if !s.is_empty() => s,

@@ -71,8 +71,7 @@ pub fn transport_allowed(url: &Url, insecure_loopback: bool) -> Result<(), Token
         "http" => insecure_loopback && is_loopback(url),
         _ => false,
     };
-    if scheme_ok && url.username().is_empty() && url.password().is_none() && url.host().is_some()
-    {
+    if scheme_ok && url.username().is_empty() && url.password().is_none() && url.host().is_some() {
         Ok(())
     } else {
         Err(TokenError::HostRefused(shown(&format!(
@@ -98,10 +97,7 @@ fn host_name(url: &Url) -> String {
 
 /// A host as it may appear in an error message: short and printable.
 fn shown(host: &str) -> String {
-    host.chars()
-        .filter(|c| !c.is_control())
-        .take(100)
-        .collect()
+    host.chars().filter(|c| !c.is_control()).take(100).collect()
 }
 
 /// `base` + a relative path with URL semantics: the path is appended under the base's

@@ -236,10 +236,7 @@ fn check_hosts(provider: &Provider, allow_insecure: bool) -> Result<(), ConfigEr
         Kind::Bullhorn(cfg) => urls.push(("login_info_url", &cfg.login_info_url)),
         Kind::Zoho(cfg) => {
             for dc in &cfg.data_centers {
-                for (key, raw) in [
-                    ("accounts_url", &dc.accounts_url),
-                    ("api_url", &dc.api_url),
-                ] {
+                for (key, raw) in [("accounts_url", &dc.accounts_url), ("api_url", &dc.api_url)] {
                     if let Ok(url) = Url::parse(raw) {
                         zoho.push((format!("data_centers.{}.{key}", dc.location), url));
                     }

@@ -103,7 +103,9 @@ pub async fn issue(
     expires_at: Option<OffsetDateTime>,
 ) -> AppResult<Issued> {
     let name = name.trim();
-    if name.is_empty() || name.chars().count() > MAX_NAME_CHARS || name.chars().any(char::is_control)
+    if name.is_empty()
+        || name.chars().count() > MAX_NAME_CHARS
+        || name.chars().any(char::is_control)
     {
         return Err(AppError::BadRequest(format!(
             "A key's name must be 1 to {MAX_NAME_CHARS} characters."

@@ -110,8 +110,8 @@ pub async fn connect(
     let reserved = {
         let mut conn = app.pool.acquire().await?;
         let ids = db::api_user_attempts::reserve(&mut conn, &keys, now).await?;
-        let seen = db::api_user_attempts::most_recent(&mut conn, &keys, now - ATTEMPT_WINDOW)
-            .await?;
+        let seen =
+            db::api_user_attempts::most_recent(&mut conn, &keys, now - ATTEMPT_WINDOW).await?;
         if seen > MAX_ATTEMPTS {
             db::api_user_attempts::forgive(&mut conn, &ids).await?;
             tracing::warn!(provider = %provider.id, "API-user sign-in refused: too many attempts");

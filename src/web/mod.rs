@@ -46,15 +46,17 @@ pub fn router(state: AppState, store: Sessions) -> Router {
         .fallback(|| async { AppError::NotFound })
         .layer(RequestBodyLimitLayer::new(64 * 1024))
         .with_state(state);
-    with_security_headers(app, headers).layer(TraceLayer::new_for_http().make_span_with(|req: &Request| {
-        // The route template only: raw paths and queries carry links, codes and states.
-        let route = req
-            .extensions()
-            .get::<MatchedPath>()
-            .map(MatchedPath::as_str)
-            .unwrap_or("unmatched");
-        tracing::info_span!("request", method = %req.method(), route)
-    }))
+    with_security_headers(app, headers).layer(TraceLayer::new_for_http().make_span_with(
+        |req: &Request| {
+            // The route template only: raw paths and queries carry links, codes and states.
+            let route = req
+                .extensions()
+                .get::<MatchedPath>()
+                .map(MatchedPath::as_str)
+                .unwrap_or("unmatched");
+            tracing::info_span!("request", method = %req.method(), route)
+        },
+    ))
 }
 
 fn session_layer(state: &AppState, store: Sessions) -> SessionManagerLayer<Sessions> {
@@ -86,9 +88,9 @@ pub fn security_headers(settings: &crate::Settings) -> Vec<(HeaderName, HeaderVa
     let mut form_action = vec!["'self'".to_string()];
     for origin in settings.providers.iter().flat_map(|p| p.form_origins()) {
         // Only plain scheme://host[:port] sources; anything else would break the policy.
-        let clean = origin
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, ':' | '/' | '.' | '-' | '*' | '[' | ']'));
+        let clean = origin.chars().all(|c| {
+            c.is_ascii_alphanumeric() || matches!(c, ':' | '/' | '.' | '-' | '*' | '[' | ']')
+        });
         if clean && origin != "null" && !form_action.contains(&origin) {
             form_action.push(origin);
         }

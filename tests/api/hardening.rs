@@ -118,7 +118,10 @@ async fn login_info_that_points_at_another_domain_sends_nothing_there() {
 
     for (case, path) in [
         ("a 307 to another domain", "/redirect/loginInfo"),
-        ("an oauthUrl on another domain", "/oauth-elsewhere/loginInfo"),
+        (
+            "an oauthUrl on another domain",
+            "/oauth-elsewhere/loginInfo",
+        ),
         ("a restUrl on another domain", "/rest-elsewhere/loginInfo"),
     ] {
         let app = spawn_app_with(Options {
@@ -142,7 +145,10 @@ async fn login_info_that_points_at_another_domain_sends_nothing_there() {
             0,
             "{case}: nothing reached the other domain"
         );
-        assert!(host_refused_alarm(&app).await.contains("127.0.0.2"), "{case}");
+        assert!(
+            host_refused_alarm(&app).await.contains("127.0.0.2"),
+            "{case}"
+        );
         assert_eq!(app.pending_count().await, 0, "{case}");
     }
 }
@@ -416,7 +422,10 @@ async fn admins_create_see_and_revoke_keys_on_the_console() {
     let start = shown.find(marker).expect("the new key is shown") + marker.len();
     let key = shown[start..].split('"').next().unwrap().to_string();
     assert!(key.starts_with("khk_"));
-    assert!(shown.contains("billing &#60;backend&#62;"), "names are escaped: {shown}");
+    assert!(
+        shown.contains("billing &#60;backend&#62;"),
+        "names are escaped: {shown}"
+    );
     let r = reqwest::Client::new()
         .get(format!("{}/api/v1/end-users/nobody/connections", app.url))
         .bearer_auth(&key)
@@ -506,7 +515,10 @@ async fn polling_a_dead_connection_returns_the_same_reconnect_link() {
 
     // The same link through the reconnect-link endpoint.
     let r = reqwest::Client::new()
-        .post(format!("{}/api/v1/connections/{id}/reconnect-link", app.url))
+        .post(format!(
+            "{}/api/v1/connections/{id}/reconnect-link",
+            app.url
+        ))
         .bearer_auth(&key)
         .send()
         .await
@@ -570,7 +582,10 @@ async fn housekeeping_deletes_spent_links_and_old_events() {
         ("used-6-days-ago", now + day, Some(now - 6 * day), true),
         ("live", now + day, None, true),
     ];
-    sqlx::query("DELETE FROM links").execute(app.pool()).await.unwrap();
+    sqlx::query("DELETE FROM links")
+        .execute(app.pool())
+        .await
+        .unwrap();
     for (name, expires, used, _) in &links {
         sqlx::query(
             "INSERT INTO links (token_hash, kind, end_user_id, expires_at, used_at) VALUES ($1, 'connect', $2, $3, $4)",
@@ -583,7 +598,10 @@ async fn housekeeping_deletes_spent_links_and_old_events() {
         .await
         .unwrap();
     }
-    sqlx::query("DELETE FROM connection_events").execute(app.pool()).await.unwrap();
+    sqlx::query("DELETE FROM connection_events")
+        .execute(app.pool())
+        .await
+        .unwrap();
     for (kind, age) in [("old", 181), ("recent", 179)] {
         sqlx::query(
             "INSERT INTO connection_events (connection_id, kind, actor, at) VALUES ($1, $2, 'test', $3)",
@@ -637,7 +655,10 @@ async fn hsts_only_over_https_and_forms_only_to_configured_providers() {
     let app = spawn_app().await;
     let r = reqwest::get(format!("{}/healthz", app.url)).await.unwrap();
     assert!(r.headers().get("strict-transport-security").is_none());
-    let csp = r.headers()["content-security-policy"].to_str().unwrap().to_string();
+    let csp = r.headers()["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .to_string();
     let form_action = csp
         .split(';')
         .map(str::trim)
@@ -738,13 +759,14 @@ async fn api_user_sign_ins_are_limited_and_unknown_users_look_like_wrong_passwor
     assert_eq!(unknown, wrong, "the same answer for both");
     for _ in 0..4 {
         assert_eq!(
-            attempt(browser.clone(), "api.limit", "not-the-password").await.0,
+            attempt(browser.clone(), "api.limit", "not-the-password")
+                .await
+                .0,
             StatusCode::BAD_REQUEST
         );
     }
     // Five failures for this end user and username: the right password waits too.
-    let (status, page) =
-        attempt(browser.clone(), "api.limit", "the-right-password-123456").await;
+    let (status, page) = attempt(browser.clone(), "api.limit", "the-right-password-123456").await;
     assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{page}");
     assert_eq!(app.connection_count().await, 0);
     let logins_before = app.sandbox.counter("bullhorn.login_info");
@@ -822,9 +844,10 @@ fn absurd_settings_are_refused_with_their_name() {
 
 #[test]
 fn secrets_never_show_in_debug_output() {
-    let params =
-        keyhaven::oauth::callback_params::CallbackParams::parse(Some("code=sentinel-code-1&state=sentinel-state-2"))
-            .unwrap();
+    let params = keyhaven::oauth::callback_params::CallbackParams::parse(Some(
+        "code=sentinel-code-1&state=sentinel-state-2",
+    ))
+    .unwrap();
     let shown = format!("{params:?}");
     assert!(!shown.contains("sentinel"), "{shown}");
     assert!(shown.contains("code") && shown.contains("state"));

@@ -73,7 +73,9 @@ async fn page(
                 prefix: k.prefix.unwrap_or_else(|| "—".into()),
                 created: view::when(Some(k.created_at)),
                 last_used: view::when(k.last_used_at),
-                expires: k.expires_at.map_or_else(|| "never".into(), |at| view::when(Some(at))),
+                expires: k
+                    .expires_at
+                    .map_or_else(|| "never".into(), |at| view::when(Some(at))),
                 state,
                 revocable: state != "revoked",
             }
