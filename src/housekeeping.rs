@@ -9,10 +9,11 @@ use crate::db;
 
 /// How long a spent (expired or used) link is kept, for support questions.
 pub const SPENT_LINKS_KEPT: Duration = Duration::days(7);
-/// Events deleted per statement, so one sweep never holds a long lock.
-const EVENT_BATCH: i64 = 5_000;
-/// At most this many batches per sweep; the next sweep continues.
-const EVENT_BATCHES: usize = 20;
+/// Rows deleted per statement, so one sweep never holds long locks or a long transaction
+/// (the first sweep after an upgrade may find years of history).
+const BATCH: i64 = 5_000;
+/// At most this many batches per table and sweep; the next sweep continues.
+const BATCHES: usize = 20;
 
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Swept {
@@ -24,13 +25,20 @@ pub struct Swept {
 pub async fn sweep(app: &AppState) -> sqlx::Result<Swept> {
     let now = app.clock.now();
     let mut conn = app.pool.acquire().await?;
-    let links = db::links::delete_spent(&mut conn, now - SPENT_LINKS_KEPT).await?;
+    let mut links = 0;
+    for _ in 0..BATCHES {
+        let n = db::links::delete_spent(&mut conn, now - SPENT_LINKS_KEPT, BATCH).await?;
+        links += n;
+        if n < BATCH as u64 {
+            break;
+        }
+    }
     let before = now - Duration::days(app.settings.housekeeping.event_retention_days);
     let mut events = 0;
-    for _ in 0..EVENT_BATCHES {
-        let n = db::events::delete_before(&mut conn, before, EVENT_BATCH).await?;
+    for _ in 0..BATCHES {
+        let n = db::events::delete_before(&mut conn, before, BATCH).await?;
         events += n;
-        if n < EVENT_BATCH as u64 {
+        if n < BATCH as u64 {
             break;
         }
     }

@@ -127,11 +127,20 @@ pub async fn lock_reconnect_issuing(
     Ok(())
 }
 
-/// Links that expired or were used before `before`; returns how many were deleted.
-pub async fn delete_spent(conn: &mut PgConnection, before: OffsetDateTime) -> sqlx::Result<u64> {
+/// Up to `limit` links that expired or were used before `before`; returns how many went.
+pub async fn delete_spent(
+    conn: &mut PgConnection,
+    before: OffsetDateTime,
+    limit: i64,
+) -> sqlx::Result<u64> {
     let done = sqlx::query!(
-        "DELETE FROM links WHERE expires_at < $1 OR used_at < $1",
-        before
+        r#"DELETE FROM links WHERE token_hash IN (
+               SELECT token_hash FROM links WHERE expires_at < $1
+               UNION
+               SELECT token_hash FROM links WHERE used_at < $1
+               LIMIT $2)"#,
+        before,
+        limit
     )
     .execute(conn)
     .await?;

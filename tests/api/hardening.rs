@@ -463,6 +463,7 @@ async fn admins_create_see_and_revoke_keys_on_the_console() {
         .await
         .unwrap();
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    assert!(!captured_logs().contains(&key), "the key is never logged");
     // Signed out, the page is not there.
     let anonymous = browser()
         .get(format!("{}/admin/api-keys", app.url))

@@ -1,0 +1,3 @@
+-- no-transaction
+-- Housekeeping deletes links a week after they expired…
+CREATE INDEX CONCURRENTLY IF NOT EXISTS links_expiry ON links (expires_at);
