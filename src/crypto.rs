@@ -56,7 +56,15 @@ impl SealedAt<'_> {
 pub struct KeyRing {
     primary: String,
     keys: HashMap<String, Aes256Gcm>,
+    /// Keys derived from the primary key for other purposes (HKDF-SHA256, see [`derive`]).
+    ///
+    /// [`derive`]: KeyRing::derive
+    derivation: DerivationKey,
 }
+
+/// The primary key's bytes, kept only to derive purpose-bound keys; never printed.
+#[derive(Clone)]
+struct DerivationKey([u8; 32]);
 
 impl fmt::Debug for KeyRing {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -73,6 +81,7 @@ impl KeyRing {
     /// Parses `kid:base64[,kid:base64…]`; each key is 32 bytes.
     pub fn parse(list: &str) -> Result<Self, CryptoError> {
         let mut primary = None;
+        let mut derivation = None;
         let mut keys = HashMap::new();
         for entry in list.split(',').map(str::trim).filter(|e| !e.is_empty()) {
             let (kid, b64) = entry
@@ -93,10 +102,21 @@ impl KeyRing {
                     "key id {kid:?} appears twice"
                 )));
             }
-            primary.get_or_insert_with(|| kid.to_string());
+            if primary.is_none() {
+                primary = Some(kid.to_string());
+                let mut raw = [0u8; 32];
+                raw.copy_from_slice(&bytes);
+                derivation = Some(DerivationKey(raw));
+            }
         }
-        let primary = primary.ok_or_else(|| CryptoError::InvalidKeys("no key given".into()))?;
-        Ok(Self { primary, keys })
+        let (Some(primary), Some(derivation)) = (primary, derivation) else {
+            return Err(CryptoError::InvalidKeys("no key given".into()));
+        };
+        Ok(Self {
+            primary,
+            keys,
+            derivation,
+        })
     }
 
     /// A new `kid:base64` entry with a fresh 256-bit key.
@@ -118,11 +138,23 @@ impl KeyRing {
         Ok(Self {
             primary: added.primary,
             keys,
+            derivation: added.derivation,
         })
     }
 
     pub fn primary_id(&self) -> &str {
         &self.primary
+    }
+
+    /// A 256-bit key for one purpose (`info`), derived from the primary key with
+    /// HKDF-SHA256: keys for different purposes are independent, and none reveals the
+    /// sealing key. A new primary key derives new keys.
+    pub fn derive(&self, info: &str) -> [u8; 32] {
+        let hkdf = hkdf::Hkdf::<Sha256>::new(Some(b"keyhaven/derive/v1"), &self.derivation.0);
+        let mut out = [0u8; 32];
+        // 32 bytes is far below HKDF-SHA256's limit of 255 × 32.
+        let _ = hkdf.expand(info.as_bytes(), &mut out);
+        out
     }
 
     pub fn seal(&self, plaintext: &[u8], at: SealedAt<'_>) -> Result<Vec<u8>, CryptoError> {
@@ -220,6 +252,19 @@ pub fn pkce_pair() -> Result<(String, String), CryptoError> {
     Ok((verifier, challenge))
 }
 
+/// HMAC-SHA256 of `parts`, each prefixed with its length so that no two different
+/// lists of parts give the same input.
+pub fn keyed_hash(key: &[u8; 32], parts: &[&[u8]]) -> [u8; 32] {
+    use hmac::Mac;
+    let mut mac = <hmac::Hmac<Sha256> as Mac>::new_from_slice(key)
+        .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
+    for part in parts {
+        mac.update(&(part.len() as u64).to_be_bytes());
+        mac.update(part);
+    }
+    mac.finalize().into_bytes().into()
+}
+
 pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     use subtle::ConstantTimeEq;
     a.len() == b.len() && bool::from(a.ct_eq(b))
@@ -277,6 +322,20 @@ mod tests {
             ring(&new).open(&sealed, AT),
             Err(CryptoError::UnknownKey(_))
         ));
+    }
+
+    #[test]
+    fn derived_keys_follow_the_primary_key_and_the_purpose() {
+        let old = KeyRing::generate_entry("old").expect("random");
+        let new = KeyRing::generate_entry("new").expect("random");
+        let a = ring(&old);
+        assert_eq!(a.derive("x"), ring(&format!("{old},{new}")).derive("x"));
+        assert_ne!(a.derive("x"), a.derive("y"));
+        assert_ne!(a.derive("x"), ring(&format!("{new},{old}")).derive("x"));
+        assert_ne!(
+            keyed_hash(&a.derive("x"), &[b"ab", b"c"]),
+            keyed_hash(&a.derive("x"), &[b"a", b"bc"])
+        );
     }
 
     #[test]

@@ -6,7 +6,7 @@
 use secrecy::{ExposeSecret, SecretString};
 use uuid::Uuid;
 
-use super::callback::{ensure_same_account, upstream_failure};
+use super::callback::{Guard, ensure_same_account, upstream_failure};
 use super::session::EndUserSession;
 use crate::AppState;
 use crate::db;
@@ -75,7 +75,7 @@ pub async fn connect(
     let (tokens, established) =
         authorize(app, provider, ctx, login.username, &login.password).await?;
     if let Some(id) = reconnecting {
-        ensure_same_account(app, provider, id, &established.account).await?;
+        ensure_same_account(app, provider, id, &established.account, Guard::Link).await?;
     }
     let credentials = if login.remember {
         let stored = StoredCredentials {

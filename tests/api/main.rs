@@ -11,6 +11,7 @@ mod connect_flow;
 mod exchange_faults;
 mod helpers;
 mod lifecycle;
+mod links;
 mod providers;
 mod sandbox_providers;
 mod secrets;
