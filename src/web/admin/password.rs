@@ -13,7 +13,7 @@ use serde::Deserialize;
 use tower_sessions::Session;
 
 use super::accounts;
-use super::{AdminResult, AdminSession, KEY, Nav, render_status, set_flash};
+use super::{AdminResult, AdminSession, KEY, Nav, render_status, set_flash, take_flash};
 use crate::AppState;
 use crate::db;
 use crate::error::AppError;
@@ -27,18 +27,24 @@ pub fn router() -> Router<AppState> {
 struct PasswordPage {
     nav: Nav,
     error: Option<String>,
+    done: Option<String>,
     min_chars: usize,
 }
 
-async fn page(Extension(admin): Extension<AdminSession>) -> Response {
-    render_status(
+async fn page(
+    Extension(admin): Extension<AdminSession>,
+    session: Session,
+) -> AdminResult<Response> {
+    let done = take_flash(&session).await?.map(|f| f.text);
+    Ok(render_status(
         StatusCode::OK,
         &PasswordPage {
             nav: admin.nav(),
             error: None,
+            done,
             min_chars: accounts::MIN_PASSWORD_CHARS,
         },
-    )
+    ))
 }
 
 #[derive(Deserialize)]
@@ -63,6 +69,7 @@ async fn change(
             &PasswordPage {
                 nav: admin.nav(),
                 error: Some(message),
+                done: None,
                 min_chars: accounts::MIN_PASSWORD_CHARS,
             },
         )
@@ -108,5 +115,5 @@ async fn change(
     )
     .await?;
     tracing::info!(admin_id = %current.admin_id, "admin password changed");
-    Ok(Redirect::to("/admin").into_response())
+    Ok(Redirect::to("/admin/password").into_response())
 }
