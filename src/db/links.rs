@@ -63,7 +63,10 @@ pub async fn consume_reconnect(
 }
 
 /// Who claimed a connect link: the SHA-256 of the claiming browser's value, if any.
-pub async fn claimed_by(conn: &mut PgConnection, token_hash: &[u8]) -> sqlx::Result<Option<Vec<u8>>> {
+pub async fn claimed_by(
+    conn: &mut PgConnection,
+    token_hash: &[u8],
+) -> sqlx::Result<Option<Vec<u8>>> {
     let row = sqlx::query_scalar!(
         "SELECT claimed_by FROM links WHERE token_hash = $1",
         token_hash

@@ -220,7 +220,10 @@ async fn revoke_unwanted(
     if !crate::oauth::revoke::supported(provider) {
         return;
     }
-    let token = tokens.refresh_token.as_ref().unwrap_or(&tokens.access_token);
+    let token = tokens
+        .refresh_token
+        .as_ref()
+        .unwrap_or(&tokens.access_token);
     match crate::oauth::revoke::revoke(&app.http, provider, ctx, token).await {
         Ok(()) => tracing::info!(provider = %provider.id, "refused grant revoked"),
         Err(e) => tracing::warn!(provider = %provider.id, error = %e, "refused grant not revoked"),

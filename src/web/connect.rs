@@ -85,7 +85,11 @@ fn link_purpose(hash: &[u8]) -> String {
 /// This browser's link-claiming value, if it sent a well-formed one.
 fn device(app: &AppState, headers: &HeaderMap) -> Option<String> {
     csrf::cookie(headers, &app.settings.cookie_name(DEVICE_COOKIE))
-        .filter(|v| v.len() == 43 && v.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'))
+        .filter(|v| {
+            v.len() == 43
+                && v.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        })
         .map(String::from)
 }
 

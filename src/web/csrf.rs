@@ -62,7 +62,10 @@ struct Nonce {
 impl Nonce {
     fn parse(raw: &str) -> Option<Self> {
         let (value, expires) = raw.split_once('.')?;
-        let valid = value.len() == 22 && value.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        let valid = value.len() == 22
+            && value
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
         Some(Self {
             value: value.to_string(),
             expires: expires.parse().ok().filter(|_| valid)?,

@@ -85,10 +85,11 @@ impl Sessions {
     }
 
     pub async fn delete_expired(&self) -> session_store::Result<u64> {
-        let done = sqlx::query(r#"DELETE FROM "tower_sessions"."session" WHERE expiry_date < now()"#)
-            .execute(&self.pool)
-            .await
-            .map_err(backend)?;
+        let done =
+            sqlx::query(r#"DELETE FROM "tower_sessions"."session" WHERE expiry_date < now()"#)
+                .execute(&self.pool)
+                .await
+                .map_err(backend)?;
         Ok(done.rows_affected())
     }
 }

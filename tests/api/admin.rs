@@ -25,7 +25,10 @@ async fn connect_as(
     };
     let (link, _) = create_link_for(&app.state, &input).await.unwrap();
     let user = browser();
-    assert_eq!(open_link(&user, &link).await.status(), StatusCode::SEE_OTHER);
+    assert_eq!(
+        open_link(&user, &link).await.status(),
+        StatusCode::SEE_OTHER
+    );
     let authorize = app.start(&user, provider).await;
     let callback = app.decide(&authorize, "approve", login).await;
     let r = user.get(callback).send().await.unwrap();
@@ -64,11 +67,12 @@ async fn get_with_cookie(app: &TestApp, path: &str, session_id: &str) -> reqwest
 
 /// Rows stored for this session id (under its digest; never under the id itself).
 async fn session_rows(app: &TestApp, session_id: &str) -> i64 {
-    let plain: i64 = sqlx::query_scalar("SELECT count(*) FROM tower_sessions.session WHERE id = $1")
-        .bind(session_id)
-        .fetch_one(app.pool())
-        .await
-        .unwrap();
+    let plain: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM tower_sessions.session WHERE id = $1")
+            .bind(session_id)
+            .fetch_one(app.pool())
+            .await
+            .unwrap();
     assert_eq!(plain, 0, "a session stored under its plain id");
     sqlx::query_scalar("SELECT count(*) FROM tower_sessions.session WHERE id = $1")
         .bind(stored_session_id(session_id))
@@ -232,7 +236,10 @@ async fn signing_in_cycles_the_session_id_and_signing_out_destroys_the_session()
         .await
         .unwrap();
     assert_eq!(r.status(), StatusCode::OK);
-    assert!(session_cookie(&r).is_none(), "the login form starts no session");
+    assert!(
+        session_cookie(&r).is_none(),
+        "the login form starts no session"
+    );
     assert!(session_table_rows(&app).await.is_empty());
     let form_cookie = set_cookie_value(&r, "keyhaven_form").expect("the form's cookie");
     let page = r.text().await.unwrap();
@@ -509,7 +516,11 @@ async fn failed_sign_ins_are_limited_per_client_and_an_email_is_never_locked() {
             .await
             .unwrap();
     assert_eq!(stored.len(), 5, "the stranger's failures stay counted");
-    let key = app.state.settings.keys.derive("keyhaven/admin-sign-in-limit/v1");
+    let key = app
+        .state
+        .settings
+        .keys
+        .derive("keyhaven/admin-sign-in-limit/v1");
     let expected_email = keyhaven::crypto::keyed_hash(&key, &[b"email", ADMIN_EMAIL.as_bytes()]);
     let expected_client = keyhaven::crypto::keyed_hash(&key, &[b"client", b"127.0.0.1"]);
     for (email, client) in &stored {
@@ -605,7 +616,11 @@ async fn a_burst_of_wrong_passwords_checks_at_most_the_limit_and_the_admin_still
         .output()
         .await
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let failures: i64 = sqlx::query_scalar("SELECT count(*) FROM admin_login_failures")
         .fetch_one(app.pool())
         .await

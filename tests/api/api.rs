@@ -90,7 +90,10 @@ async fn connect_links_require_a_valid_api_key_and_body() {
             .unwrap()
             .contains("Ext One")
     );
-    assert_eq!(open_link(&browser, link).await.status(), StatusCode::SEE_OTHER);
+    assert_eq!(
+        open_link(&browser, link).await.status(),
+        StatusCode::SEE_OTHER
+    );
     let page = browser
         .get(format!("{}/connect", app.url))
         .send()

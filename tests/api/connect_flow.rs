@@ -246,7 +246,14 @@ async fn bad_links_and_missing_sessions_get_friendly_pages() {
 
     // Expired link: connect links last an hour by default.
     let link = app.create_link("erin").await;
-    let page = client.get(&link).send().await.unwrap().text().await.unwrap();
+    let page = client
+        .get(&link)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     app.clock.advance(time::Duration::minutes(61));
     let r = client.get(&link).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::BAD_REQUEST);
@@ -279,7 +286,14 @@ async fn session_cookie_is_httponly_lax_and_cycled_on_bind() {
     // Plain http on 127.0.0.1: not Secure (Secure everywhere else).
     assert!(!cookie1.contains("Secure"));
     let link2 = app.create_link("gus").await;
-    let page = client.get(&link2).send().await.unwrap().text().await.unwrap();
+    let page = client
+        .get(&link2)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     let r2 = continue_link(&client, &link2, &page).await;
     let cookie2 = session_line(&r2);
     let id = |c: &str| c.split(';').next().unwrap().to_string();
@@ -302,7 +316,9 @@ async fn session_cookie_is_httponly_lax_and_cycled_on_bind() {
     assert!(!others.is_empty(), "the link-claiming cookie");
     for cookie in others {
         assert!(
-            cookie.contains("HttpOnly") && cookie.contains("SameSite=Lax") && cookie.contains("Path=/"),
+            cookie.contains("HttpOnly")
+                && cookie.contains("SameSite=Lax")
+                && cookie.contains("Path=/"),
             "{cookie}"
         );
     }

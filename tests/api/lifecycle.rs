@@ -191,7 +191,10 @@ async fn invalid_grant_needs_reconnect_once_and_the_reconnect_link_repairs_it() 
 
     // The user follows the link: the page says why, the flow repairs the same connection.
     let browser = browser();
-    assert_eq!(open_link(&browser, &link).await.status(), StatusCode::SEE_OTHER);
+    assert_eq!(
+        open_link(&browser, &link).await.status(),
+        StatusCode::SEE_OTHER
+    );
     let page = browser
         .get(format!("{}/connect", app.url))
         .send()

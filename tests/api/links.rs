@@ -25,8 +25,14 @@ async fn opening_a_second_users_link_asks_first_and_binds_nothing_until_confirme
     assert_eq!(r.status(), StatusCode::OK);
     let page = r.text().await.unwrap();
     assert!(page.contains("id=\"switch-user\""), "{page}");
-    assert!(page.contains("acting for <strong>User first</strong>"), "{page}");
-    assert!(page.contains("act for <strong>User second</strong>"), "{page}");
+    assert!(
+        page.contains("acting for <strong>User first</strong>"),
+        "{page}"
+    );
+    assert!(
+        page.contains("act for <strong>User second</strong>"),
+        "{page}"
+    );
     assert!(page.contains("Continue as User second"));
     // Nothing changed yet.
     assert!(connect_page(&app, &b).await.contains("User first"));
@@ -43,13 +49,21 @@ async fn opening_a_second_users_link_asks_first_and_binds_nothing_until_confirme
         // Another browser's valid token is worthless without that browser's cookie.
         browser().post(&link).form(&[("csrf", csrf.as_str())]),
     ] {
-        assert_eq!(attempt.send().await.unwrap().status(), StatusCode::FORBIDDEN);
+        assert_eq!(
+            attempt.send().await.unwrap().status(),
+            StatusCode::FORBIDDEN
+        );
     }
     assert!(connect_page(&app, &b).await.contains("User first"));
     assert_eq!(session_table_rows(&app).await, sessions);
     // The token is bound to this link: it does not continue another one.
     let third = app.create_link("third").await;
-    let r = b.post(&third).form(&[("csrf", csrf.as_str())]).send().await.unwrap();
+    let r = b
+        .post(&third)
+        .form(&[("csrf", csrf.as_str())])
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), StatusCode::FORBIDDEN);
 
     // Confirmed: now (and only now) the browser acts for the second user.
@@ -70,27 +84,52 @@ async fn a_connect_link_belongs_to_the_first_browser_that_continues_with_it() {
     let (first, second) = (browser(), browser());
     // Both see the page; the first to continue claims the link.
     let page_first = first.get(&link).send().await.unwrap().text().await.unwrap();
-    let page_second = second.get(&link).send().await.unwrap().text().await.unwrap();
+    let page_second = second
+        .get(&link)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     let r = continue_link(&first, &link, &page_first).await;
     assert_eq!(r.status(), StatusCode::SEE_OTHER);
     let device = set_cookie_value(&r, "keyhaven_device").expect("the claiming cookie");
     let claimed: Option<Vec<u8>> =
         sqlx::query_scalar("SELECT claimed_by FROM links WHERE token_hash = $1")
-            .bind(keyhaven::crypto::token_hash(link.rsplit('/').next().unwrap()))
+            .bind(keyhaven::crypto::token_hash(
+                link.rsplit('/').next().unwrap(),
+            ))
             .fetch_one(app.pool())
             .await
             .unwrap();
-    assert_eq!(claimed, Some(keyhaven::crypto::token_hash(&device)), "stored hashed");
+    assert_eq!(
+        claimed,
+        Some(keyhaven::crypto::token_hash(&device)),
+        "stored hashed"
+    );
 
     let r = continue_link(&second, &link, &page_second).await;
     assert_eq!(r.status(), StatusCode::FORBIDDEN);
-    assert!(r.text().await.unwrap().contains("already opened in another browser"));
+    assert!(
+        r.text()
+            .await
+            .unwrap()
+            .contains("already opened in another browser")
+    );
     let r = second.get(&link).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::FORBIDDEN);
-    let r = second.get(format!("{}/connect", app.url)).send().await.unwrap();
+    let r = second
+        .get(format!("{}/connect", app.url))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED, "nothing bound");
     // The first browser can open it again until it expires.
-    assert_eq!(open_link(&first, &link).await.status(), StatusCode::SEE_OTHER);
+    assert_eq!(
+        open_link(&first, &link).await.status(),
+        StatusCode::SEE_OTHER
+    );
     assert!(connect_page(&app, &first).await.contains("User owner"));
 }
 
@@ -100,7 +139,10 @@ async fn opening_a_reconnect_link_uses_it_only_on_continue() {
     let key = app.api_key().await;
     let (_, id) = app.connected("scanned", "smartrecruiters").await;
     let link: serde_json::Value = reqwest::Client::new()
-        .post(format!("{}/api/v1/connections/{id}/reconnect-link", app.url))
+        .post(format!(
+            "{}/api/v1/connections/{id}/reconnect-link",
+            app.url
+        ))
         .bearer_auth(&key)
         .send()
         .await
@@ -123,14 +165,23 @@ async fn opening_a_reconnect_link_uses_it_only_on_continue() {
     assert!(used.is_none());
     let user = browser();
     assert_eq!(open_link(&user, url).await.status(), StatusCode::SEE_OTHER);
-    assert!(connect_page(&app, &user).await.contains("Reconnect SmartRecruiters"));
+    assert!(
+        connect_page(&app, &user)
+            .await
+            .contains("Reconnect SmartRecruiters")
+    );
     let r = browser().get(url).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::BAD_REQUEST);
 }
 
 /// Starts a flow from the connect page's card, optionally with "Connect a different
 /// account"; returns the authorize URL.
-async fn start_from_card(app: &TestApp, b: &reqwest::Client, provider: &str, replace: bool) -> String {
+async fn start_from_card(
+    app: &TestApp,
+    b: &reqwest::Client,
+    provider: &str,
+    replace: bool,
+) -> String {
     let csrf = app.csrf(b).await;
     let mut form = vec![("csrf", csrf.as_str())];
     if replace {
@@ -170,7 +221,10 @@ async fn reconnecting_another_upstream_account_needs_the_users_choice_and_is_rec
     assert_eq!(r.status(), StatusCode::CONFLICT);
     let text = r.text().await.unwrap();
     assert!(text.contains("different account"), "{text}");
-    assert!(text.contains("someone.else@example.com") && text.contains("sam.sandbox@example.com"), "{text}");
+    assert!(
+        text.contains("someone.else@example.com") && text.contains("sam.sandbox@example.com"),
+        "{text}"
+    );
     assert!(text.contains("Connect a different account"));
     let tokens_after: (Vec<u8>, Option<String>) =
         sqlx::query_as("SELECT access_token, account_id FROM connections WHERE id = $1")
@@ -179,12 +233,19 @@ async fn reconnecting_another_upstream_account_needs_the_users_choice_and_is_rec
             .await
             .unwrap();
     assert_eq!(tokens_before, tokens_after, "nothing changed");
-    assert_eq!(app.sandbox.counter("oauth2.revoke"), 1, "the refused grant was revoked");
+    assert_eq!(
+        app.sandbox.counter("oauth2.revoke"),
+        1,
+        "the refused grant was revoked"
+    );
     assert_eq!(app.events_of(id).await, vec!["connected"]);
     // The same account is welcome without the choice.
     let authorize = start_from_card(&app, &b, "acme", false).await;
     let callback = app.approve(&authorize).await;
-    assert_eq!(b.get(&callback).send().await.unwrap().status(), StatusCode::SEE_OTHER);
+    assert_eq!(
+        b.get(&callback).send().await.unwrap().status(),
+        StatusCode::SEE_OTHER
+    );
     assert_eq!(app.events_of(id).await, vec!["connected", "reconnected"]);
 
     // With "Connect a different account": replaced, and recorded.

@@ -118,6 +118,9 @@ async fn sessions_and_authorizations_in_flight_skip_the_write_ahead_log() {
     assert_eq!(persistence as u8, b'p');
 }
 
+/// A link's token hash, use and claim.
+type LinkState = (Vec<u8>, Option<time::OffsetDateTime>, Option<Vec<u8>>);
+
 #[tokio::test]
 async fn a_thousand_anonymous_page_loads_leave_the_session_table_as_it_was() {
     let app = spawn_app().await;
@@ -128,7 +131,10 @@ async fn a_thousand_anonymous_page_loads_leave_the_session_table_as_it_was() {
     let key = app.api_key().await;
     let (_, id) = app.connected("relinked", "smartrecruiters").await;
     let reconnect: serde_json::Value = reqwest::Client::new()
-        .post(format!("{}/api/v1/connections/{id}/reconnect-link", app.url))
+        .post(format!(
+            "{}/api/v1/connections/{id}/reconnect-link",
+            app.url
+        ))
         .bearer_auth(&key)
         .send()
         .await
@@ -139,7 +145,7 @@ async fn a_thousand_anonymous_page_loads_leave_the_session_table_as_it_was() {
     let reconnect_link = reconnect["url"].as_str().unwrap().to_string();
     let before = session_table_rows(&app).await;
     assert_eq!(before.len(), 3);
-    let links_before: Vec<(Vec<u8>, Option<time::OffsetDateTime>, Option<Vec<u8>>)> =
+    let links_before: Vec<LinkState> =
         sqlx::query_as("SELECT token_hash, used_at, claimed_by FROM links ORDER BY token_hash")
             .fetch_all(app.pool())
             .await
@@ -155,7 +161,10 @@ async fn a_thousand_anonymous_page_loads_leave_the_session_table_as_it_was() {
             3 => (format!("{base}/c/{}", uuid::Uuid::new_v4().simple()), None),
             4 => (
                 format!("{base}/connect"),
-                Some(format!("keyhaven_session={}", uuid::Uuid::new_v4().simple())),
+                Some(format!(
+                    "keyhaven_session={}",
+                    uuid::Uuid::new_v4().simple()
+                )),
             ),
             5 => (
                 format!("{base}/admin"),
@@ -165,7 +174,10 @@ async fn a_thousand_anonymous_page_loads_leave_the_session_table_as_it_was() {
                 format!("{base}/admin/login"),
                 Some("keyhaven_admin=AAAAAAAAAAAAAAAAAAAAAA".to_string()),
             ),
-            _ => (format!("{base}/oauth/smartrecruiters/callback?state=x&code=y"), None),
+            _ => (
+                format!("{base}/oauth/smartrecruiters/callback?state=x&code=y"),
+                None,
+            ),
         };
         loads.push((url, cookie));
     }
@@ -173,41 +185,46 @@ async fn a_thousand_anonymous_page_loads_leave_the_session_table_as_it_was() {
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .unwrap();
+    // Fifty at a time, in parallel.
     for chunk in loads.chunks(50) {
-        let answers = chunk.iter().map(|(url, cookie)| {
-            let mut request = client.get(url);
-            if let Some(cookie) = cookie {
-                request = request.header(COOKIE, cookie);
-            }
-            request.send()
-        });
-        for r in futures_join_all(answers).await {
-            let status = r.unwrap().status();
+        let tasks: Vec<_> = chunk
+            .iter()
+            .cloned()
+            .map(|(url, cookie)| {
+                let client = client.clone();
+                tokio::spawn(async move {
+                    let mut request = client.get(url);
+                    if let Some(cookie) = cookie {
+                        request = request.header(COOKIE, cookie);
+                    }
+                    request.send().await.unwrap().status()
+                })
+            })
+            .collect();
+        for task in tasks {
+            let status = task.await.unwrap();
             assert!(!status.is_server_error(), "{status}");
         }
     }
-    assert_eq!(session_table_rows(&app).await, before, "no session row written");
-    let links_after: Vec<(Vec<u8>, Option<time::OffsetDateTime>, Option<Vec<u8>>)> =
+    assert_eq!(
+        session_table_rows(&app).await,
+        before,
+        "no session row written"
+    );
+    let links_after: Vec<LinkState> =
         sqlx::query_as("SELECT token_hash, used_at, claimed_by FROM links ORDER BY token_hash")
             .fetch_all(app.pool())
             .await
             .unwrap();
-    assert_eq!(links_after, links_before, "no link used up or claimed by a GET");
+    assert_eq!(
+        links_after, links_before,
+        "no link used up or claimed by a GET"
+    );
     let failures: i64 = sqlx::query_scalar("SELECT count(*) FROM admin_login_failures")
         .fetch_one(app.pool())
         .await
         .unwrap();
     assert_eq!(failures, 0);
-}
-
-/// Awaits every future, in order (a tiny `join_all`).
-async fn futures_join_all<F: std::future::Future>(futures: impl Iterator<Item = F>) -> Vec<F::Output> {
-    let handles: Vec<_> = futures.map(|f| Box::pin(f)).collect();
-    let mut out = Vec::with_capacity(handles.len());
-    for h in handles {
-        out.push(h.await);
-    }
-    out
 }
 
 #[tokio::test]
@@ -234,7 +251,12 @@ async fn sessions_are_stored_under_the_digest_of_their_id_and_never_come_back() 
     // The stored data does not carry the id either (as text or as its 16 bytes).
     let raw = record.id.0.to_le_bytes();
     assert!(!rows[0].1.windows(16).any(|w| w == raw));
-    assert!(!rows[0].1.windows(16).any(|w| w == record.id.0.to_be_bytes()));
+    assert!(
+        !rows[0]
+            .1
+            .windows(16)
+            .any(|w| w == record.id.0.to_be_bytes())
+    );
     assert!(store.load(&record.id).await.unwrap().is_some());
 
     // A request that loaded the session before it was deleted saves afterwards:
@@ -296,7 +318,11 @@ async fn signing_out_cannot_be_undone_by_a_request_in_flight() {
     // nothing came back, and the browser is signed out.
     assert_eq!(session_table_rows(&app).await, after_logout);
     assert!(session_id.len() > after_logout.len());
-    let r = admin.get(format!("{}/admin", app.url)).send().await.unwrap();
+    let r = admin
+        .get(format!("{}/admin", app.url))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), StatusCode::SEE_OTHER);
     assert_eq!(location(&r), "/admin/login");
 }
@@ -314,10 +340,17 @@ async fn admin_sessions_end_after_two_idle_hours_and_twelve_hours_in_all() {
     // …until twelve hours after signing in (11 h passed, then 1 h 50 more).
     app.clock
         .advance(time::Duration::hours(1) + time::Duration::minutes(50));
-    let r = admin.get(format!("{}/admin", app.url)).send().await.unwrap();
+    let r = admin
+        .get(format!("{}/admin", app.url))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), StatusCode::SEE_OTHER);
     assert_eq!(location(&r), "/admin/login");
-    assert!(session_table_rows(&app).await.is_empty(), "the session is gone");
+    assert!(
+        session_table_rows(&app).await.is_empty(),
+        "the session is gone"
+    );
 
     // Idle: two hours without a visit sign out too.
     let admin = app.admin_browser().await;
@@ -325,7 +358,11 @@ async fn admin_sessions_end_after_two_idle_hours_and_twelve_hours_in_all() {
         .advance(time::Duration::hours(1) + time::Duration::minutes(59));
     app.admin_page(&admin, "/admin").await;
     app.clock.advance(time::Duration::hours(2));
-    let r = admin.get(format!("{}/admin", app.url)).send().await.unwrap();
+    let r = admin
+        .get(format!("{}/admin", app.url))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), StatusCode::SEE_OTHER);
     assert_eq!(location(&r), "/admin/login");
     // The cookie's own lifetime says the same to the browser.
@@ -338,7 +375,10 @@ async fn admin_sessions_end_after_two_idle_hours_and_twelve_hours_in_all() {
         .map(|v| v.to_str().unwrap().to_string())
         .find(|v| v.starts_with("keyhaven_admin="))
         .unwrap();
-    assert!(line.contains("HttpOnly") && line.contains("SameSite=Lax"), "{line}");
+    assert!(
+        line.contains("HttpOnly") && line.contains("SameSite=Lax"),
+        "{line}"
+    );
     assert!(line.contains("Max-Age=7200"), "{line}");
 }
 
@@ -369,19 +409,35 @@ async fn changing_the_password_signs_out_the_admins_other_sessions() {
     };
     let r = change("not my password", new_password).await;
     assert_eq!(r.status(), StatusCode::BAD_REQUEST);
-    assert!(r.text().await.unwrap().contains("current password is not right"));
+    assert!(
+        r.text()
+            .await
+            .unwrap()
+            .contains("current password is not right")
+    );
     let r = change(ADMIN_PASSWORD, "something else entirely").await;
     assert_eq!(r.status(), StatusCode::BAD_REQUEST);
     app.admin_page(&elsewhere, "/admin").await;
 
     let r = change(ADMIN_PASSWORD, new_password).await;
     assert_eq!(r.status(), StatusCode::SEE_OTHER);
-    assert!(set_cookie_value(&r, "keyhaven_admin").is_some(), "a new id here");
+    assert!(
+        set_cookie_value(&r, "keyhaven_admin").is_some(),
+        "a new id here"
+    );
     assert_eq!(location(&r), "/admin/password");
     let page = app.admin_page(&here, "/admin/password").await;
     assert!(page.contains("Your password was changed"), "{page}");
-    let r = elsewhere.get(format!("{}/admin", app.url)).send().await.unwrap();
-    assert_eq!(r.status(), StatusCode::SEE_OTHER, "the other session is signed out");
+    let r = elsewhere
+        .get(format!("{}/admin", app.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        r.status(),
+        StatusCode::SEE_OTHER,
+        "the other session is signed out"
+    );
     assert_eq!(location(&r), "/admin/login");
     let r = app.sign_in(&browser(), ADMIN_EMAIL, ADMIN_PASSWORD).await;
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
@@ -404,11 +460,21 @@ async fn changing_the_password_signs_out_the_admins_other_sessions() {
     stdin.write_all(b"a third long password\n").await.unwrap();
     drop(stdin);
     let out = child.wait_with_output().await.unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(!String::from_utf8_lossy(&out.stdout).contains("a third long password"));
     let r = here.get(format!("{}/admin", app.url)).send().await.unwrap();
-    assert_eq!(r.status(), StatusCode::SEE_OTHER, "signed out by the command");
-    let r = app.sign_in(&browser(), ADMIN_EMAIL, "a third long password").await;
+    assert_eq!(
+        r.status(),
+        StatusCode::SEE_OTHER,
+        "signed out by the command"
+    );
+    let r = app
+        .sign_in(&browser(), ADMIN_EMAIL, "a third long password")
+        .await;
     assert_eq!(r.status(), StatusCode::SEE_OTHER);
 }
 
@@ -431,7 +497,10 @@ async fn on_https_every_cookie_is_secure_and_host_prefixed() {
         .unwrap();
     let line = r.headers()["set-cookie"].to_str().unwrap().to_string();
     assert!(line.starts_with("__Host-keyhaven_form="), "{line}");
-    assert!(line.contains("; Secure") && line.contains("Path=/"), "{line}");
+    assert!(
+        line.contains("; Secure") && line.contains("Path=/"),
+        "{line}"
+    );
     let form = line.split(';').next().unwrap().to_string();
     let csrf = field_value(&r.text().await.unwrap(), "csrf").unwrap();
     let r = client
