@@ -493,7 +493,7 @@ async fn demo(
         "  try:      curl -H 'Authorization: Bearer {api_key}' {public_url}/api/v1/end-users/demo-user/connections"
     );
     println!(
-        "Open this connect link in your browser, click Connect SmartRecruiters, then Approve:"
+        "Open this connect link in your browser, press Continue, click Connect SmartRecruiters, then Approve:"
     );
     println!("{link}");
     app.run_until(shutdown_signal()).await

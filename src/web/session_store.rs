@@ -60,7 +60,6 @@ fn encode(record: &Record) -> session_store::Result<Vec<u8>> {
 }
 
 fn backend(e: sqlx::Error) -> Error {
-    crate::db::pool::note_failure(&e);
     Error::Backend(e.to_string())
 }
 

@@ -303,7 +303,6 @@ async fn signing_out_cannot_be_undone_by_a_request_in_flight() {
     });
     // Wait until the refresh reached the provider (a counter, not a timer).
     while app.sandbox.counter("smartrecruiters.token.refresh_token") == 0 {
-        tokio::task::yield_now().await;
         tokio::time::sleep(std::time::Duration::from_millis(5)).await;
     }
     let r = app.admin_post(&admin, "/admin/logout").await;
