@@ -20,6 +20,8 @@ pub struct ApiUserLogin<'a> {
     pub username: &'a str,
     pub password: SecretString,
     pub remember: bool,
+    /// The user chose "Connect a different account" on the card.
+    pub replace_account: bool,
 }
 
 /// Kept (sealed) for automatic recovery: the seed's step-1 credentials.
@@ -74,8 +76,21 @@ pub async fn connect(
 ) -> AppResult<()> {
     let (tokens, established) =
         authorize(app, provider, ctx, login.username, &login.password).await?;
-    if let Some(id) = reconnecting {
-        ensure_same_account(app, provider, id, &established.account, Guard::Link).await?;
+    let existing_id = {
+        let mut conn = app.pool.acquire().await?;
+        db::connections::find_for_end_user(&mut conn, user.end_user_id, &provider.id)
+            .await?
+            .map(|c| c.id)
+    };
+    // As in the browser flow: the connected account stays unless the user chose to
+    // replace it.
+    let guarded = match (reconnecting, existing_id) {
+        (Some(id), _) => Some((id, Guard::Link)),
+        (None, Some(id)) if !login.replace_account => Some((id, Guard::Page)),
+        _ => None,
+    };
+    if let Some((id, guard)) = guarded {
+        ensure_same_account(app, provider, id, &established.account, guard).await?;
     }
     let credentials = if login.remember {
         let stored = StoredCredentials {
@@ -87,12 +102,6 @@ pub async fn connect(
         ))
     } else {
         None
-    };
-    let existing_id = {
-        let mut conn = app.pool.acquire().await?;
-        db::connections::find_for_end_user(&mut conn, user.end_user_id, &provider.id)
-            .await?
-            .map(|c| c.id)
     };
     grants::store(
         app,

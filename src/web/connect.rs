@@ -422,6 +422,7 @@ async fn start(
                 username,
                 password: SecretString::from(password),
                 remember,
+                replace_account: form.replace_account.is_some(),
             };
             super::api_user::connect(&app, provider, &user, ctx, reconnecting, login).await?;
             return Ok(Redirect::to(

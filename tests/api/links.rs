@@ -266,3 +266,66 @@ async fn reconnecting_another_upstream_account_needs_the_users_choice_and_is_rec
     );
     assert_eq!(app.sandbox.counter("oauth2.revoke"), 1);
 }
+
+#[tokio::test]
+async fn bullhorn_api_user_mode_replaces_the_account_only_by_choice() {
+    let app = spawn_app_with(Options {
+        bullhorn_api_user: true,
+        ..Options::default()
+    })
+    .await;
+    for user in ["api.first", "api.other"] {
+        app.sandbox
+            .add_bullhorn_user(user, "a-long-api-user-password", "east")
+            .unwrap();
+    }
+    let b = app.user_browser("bh-switch").await;
+    let connect = |username: &'static str, replace: bool| {
+        let b = b.clone();
+        let app_url = app.url.clone();
+        async move {
+            let page = b
+                .get(format!("{app_url}/connect"))
+                .send()
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap();
+            let csrf = field_value(&page, "csrf").unwrap();
+            let mut form = vec![
+                ("csrf", csrf),
+                ("username", username.to_string()),
+                ("password", "a-long-api-user-password".to_string()),
+            ];
+            if replace {
+                form.push(("replace_account", "yes".into()));
+            }
+            b.post(format!("{app_url}/connect/bullhorn"))
+                .form(&form)
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    assert_eq!(
+        connect("api.first", false).await.status(),
+        StatusCode::SEE_OTHER
+    );
+    let id: uuid::Uuid = sqlx::query_scalar("SELECT id FROM connections")
+        .fetch_one(app.pool())
+        .await
+        .unwrap();
+    let r = connect("api.other", false).await;
+    assert_eq!(r.status(), StatusCode::CONFLICT);
+    assert!(r.text().await.unwrap().contains("different account"));
+    assert_eq!(app.events_of(id).await, vec!["connected"]);
+    assert_eq!(
+        connect("api.other", true).await.status(),
+        StatusCode::SEE_OTHER
+    );
+    assert_eq!(
+        app.events_of(id).await,
+        vec!["connected", "reconnected", "account_changed"]
+    );
+}
