@@ -227,15 +227,23 @@ async fn submit(
     let keys = Keys::new(&app, &typed, &client);
     let now = app.clock.now();
 
-    let mut conn = app.pool.acquire().await?;
-    let reservation = db::admins::reserve_attempt(
-        &mut conn,
-        keys.attempt(),
-        now - FAILURE_WINDOW,
-        now,
-        MAX_FAILURES,
-    )
-    .await?;
+    // On its own task: a client that goes away cannot leave the transaction (and the
+    // client's lock) half done.
+    let reservation = tokio::spawn({
+        let app = app.clone();
+        let (email_key, client_key) = (keys.email, keys.client);
+        async move {
+            let mut conn = app.pool.acquire().await?;
+            let keys = AttemptKeys {
+                email: &email_key,
+                client: &client_key,
+            };
+            db::admins::reserve_attempt(&mut conn, keys, now - FAILURE_WINDOW, now, MAX_FAILURES)
+                .await
+        }
+    })
+    .await
+    .map_err(AppError::internal)??;
     let Reservation::Reserved {
         id: attempt,
         email_failures,
@@ -253,10 +261,12 @@ async fn submit(
         ));
     };
     let admin = match &email {
-        Some(email) => db::admins::find_by_email(&mut conn, email).await?,
+        Some(email) => {
+            let mut conn = app.pool.acquire().await?;
+            db::admins::find_by_email(&mut conn, email).await?
+        }
         None => None,
     };
-    drop(conn);
 
     let verified = match check_password(&admin, form.password, email_failures).await {
         Ok(verified) => verified,
