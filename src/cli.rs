@@ -88,6 +88,16 @@ pub enum AdminAction {
         #[arg(long)]
         email: String,
     },
+    /// Set a new password for an admin (read like `create`'s); signs out their sessions.
+    Password {
+        #[arg(long)]
+        email: String,
+    },
+    /// Forget an admin's failed sign-in attempts (from every address).
+    Unlock {
+        #[arg(long)]
+        email: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -259,6 +269,29 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 .map_err(|e| anyhow::anyhow!("{e}"))?;
             eprintln!("admin created; sign in at /admin");
             println!("{}", accounts::normalize_email(&email).unwrap_or(email));
+            Ok(())
+        }
+        Command::Admin {
+            action: AdminAction::Password { email },
+        } => {
+            let password = read_new_password(&email)?;
+            let raw = config::load_raw(cli.config.as_deref())?;
+            let pool = db::connect_and_migrate(raw.database.url.expose_secret(), 2).await?;
+            accounts::change_password(&pool, &email, &password)
+                .await
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            eprintln!("password changed; the admin's sessions were signed out");
+            Ok(())
+        }
+        Command::Admin {
+            action: AdminAction::Unlock { email },
+        } => {
+            // The counters are keyed with a key derived from the encryption key.
+            let app = offline_state(cli.config.as_deref()).await?;
+            let cleared = crate::web::admin::unlock(&app, &email)
+                .await
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            eprintln!("forgot {cleared} recent sign-in attempts");
             Ok(())
         }
     }
@@ -473,7 +506,7 @@ async fn demo(
     let database_url = std::env::var("DATABASE_URL")
         .unwrap_or_else(|_| config::local_database_url("keyhaven_demo"));
     let public_url = format!("http://{listen}");
-    let settings = sandbox_settings(
+    let mut settings = sandbox_settings(
         &public_url,
         listen,
         &sandbox_base,
@@ -481,6 +514,8 @@ async fn demo(
         &keys,
         &client_secret,
     )?;
+    // The printed link should still work after a coffee break.
+    settings.links.connect_link_hours = 24;
     register_sandbox_clients(&sandbox, &settings, &client_secret);
     let app = Application::build(settings, clock)
         .await
@@ -518,7 +553,7 @@ async fn demo(
         "  try:      curl -H 'Authorization: Bearer {api_key}' {public_url}/api/v1/end-users/demo-user/connections"
     );
     println!(
-        "Open this connect link in your browser, click Connect SmartRecruiters, then Approve:"
+        "Open this connect link in your browser, press Continue, click Connect SmartRecruiters, then Approve:"
     );
     println!("{link}");
     app.run_until(shutdown_signal()).await

@@ -118,6 +118,10 @@ pub struct ServerSettings {
     pub http_timeout_secs: u64,
     /// Lifetime of an end user's browser session, in hours.
     pub session_hours: i64,
+    /// An admin not seen for this many hours is signed out.
+    pub admin_session_idle_hours: i64,
+    /// An admin is signed out this many hours after signing in, active or not.
+    pub admin_session_max_hours: i64,
     /// Behind a reverse proxy that appends the client's address to `X-Forwarded-For`:
     /// the admin sign-in limit then counts per that address instead of per proxy.
     pub trust_forwarded_for: bool,
@@ -133,6 +137,8 @@ impl Default for ServerSettings {
             public_url: Url::parse("http://localhost:8080").expect("valid constant URL"),
             http_timeout_secs: 10,
             session_hours: 24,
+            admin_session_idle_hours: 2,
+            admin_session_max_hours: 12,
             trust_forwarded_for: false,
             allow_insecure_provider_hosts: false,
         }
@@ -165,7 +171,7 @@ pub struct LinkSettings {
 impl Default for LinkSettings {
     fn default() -> Self {
         Self {
-            connect_link_hours: 24,
+            connect_link_hours: 1,
             reconnect_link_days: 7,
         }
     }
@@ -269,6 +275,16 @@ impl Settings {
             && matches!(url.host_str(), Some("localhost" | "127.0.0.1" | "[::1]")))
     }
 
+    /// A cookie's name: with the `__Host-` prefix on https, so that no other host (a
+    /// sibling subdomain) can set or shadow it.
+    pub fn cookie_name(&self, name: &str) -> String {
+        if self.server.public_url.scheme() == "https" {
+            format!("__Host-{name}")
+        } else {
+            name.to_string()
+        }
+    }
+
     /// `{public_url}/oauth/{provider}/callback`, the redirect URI to register.
     pub fn redirect_uri(&self, provider_id: &str) -> String {
         format!("{}/oauth/{provider_id}/callback", self.public_base())
@@ -336,6 +352,21 @@ impl RawSettings {
             return Err(ConfigError::new(
                 "refresher.lease_secs",
                 "must be at least three times server.http_timeout_secs (a refresh may retry once and log in)",
+            ));
+        }
+        let s = &self.server;
+        if s.admin_session_idle_hours <= 0 || s.admin_session_idle_hours > 24 {
+            return Err(ConfigError::new(
+                "server.admin_session_idle_hours",
+                "must be between 1 and 24",
+            ));
+        }
+        if s.admin_session_max_hours < s.admin_session_idle_hours
+            || s.admin_session_max_hours > 24 * 7
+        {
+            return Err(ConfigError::new(
+                "server.admin_session_max_hours",
+                "must be at least server.admin_session_idle_hours and at most 168",
             ));
         }
         let ranges: [(&str, i64, i64, i64); 7] = [

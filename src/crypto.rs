@@ -56,10 +56,15 @@ impl SealedAt<'_> {
 pub struct KeyRing {
     primary: String,
     keys: HashMap<String, Aes256Gcm>,
-    /// HMAC keys derived (HKDF-SHA256) from the primary key, one per purpose, for keys
-    /// that must not be a bare hash of what someone typed (rate-limit counters).
-    mac_key: [u8; 32],
+    /// Keys derived from the primary key for other purposes (HKDF-SHA256, see [`derive`]).
+    ///
+    /// [`derive`]: KeyRing::derive
+    derivation: DerivationKey,
 }
+
+/// The primary key's bytes, kept only to derive purpose-bound keys; never printed.
+#[derive(Clone)]
+struct DerivationKey([u8; 32]);
 
 impl fmt::Debug for KeyRing {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -76,7 +81,7 @@ impl KeyRing {
     /// Parses `kid:base64[,kid:base64…]`; each key is 32 bytes.
     pub fn parse(list: &str) -> Result<Self, CryptoError> {
         let mut primary = None;
-        let mut mac_key = None;
+        let mut derivation = None;
         let mut keys = HashMap::new();
         for entry in list.split(',').map(str::trim).filter(|e| !e.is_empty()) {
             let (kid, b64) = entry
@@ -97,15 +102,20 @@ impl KeyRing {
                     "key id {kid:?} appears twice"
                 )));
             }
-            primary.get_or_insert_with(|| kid.to_string());
-            mac_key.get_or_insert_with(|| derive(&bytes, b"keyhaven/v1/mac"));
+            if primary.is_none() {
+                primary = Some(kid.to_string());
+                let mut raw = [0u8; 32];
+                raw.copy_from_slice(&bytes);
+                derivation = Some(DerivationKey(raw));
+            }
         }
-        let primary = primary.ok_or_else(|| CryptoError::InvalidKeys("no key given".into()))?;
-        let mac_key = mac_key.ok_or_else(|| CryptoError::InvalidKeys("no key given".into()))?;
+        let (Some(primary), Some(derivation)) = (primary, derivation) else {
+            return Err(CryptoError::InvalidKeys("no key given".into()));
+        };
         Ok(Self {
             primary,
             keys,
-            mac_key,
+            derivation,
         })
     }
 
@@ -128,17 +138,28 @@ impl KeyRing {
         Ok(Self {
             primary: added.primary,
             keys,
-            mac_key: added.mac_key,
+            derivation: added.derivation,
         })
     }
 
     /// HMAC-SHA256 of `input` under a key derived from the primary key for `purpose`.
     pub fn mac(&self, purpose: &str, input: &[u8]) -> Vec<u8> {
-        hmac_sha256(&derive(&self.mac_key, purpose.as_bytes()), &[input]).to_vec()
+        hmac_sha256(&self.derive(purpose), &[input]).to_vec()
     }
 
     pub fn primary_id(&self) -> &str {
         &self.primary
+    }
+
+    /// A 256-bit key for one purpose (`info`), derived from the primary key with
+    /// HKDF-SHA256: keys for different purposes are independent, and none reveals the
+    /// sealing key. A new primary key derives new keys.
+    pub fn derive(&self, info: &str) -> [u8; 32] {
+        let hkdf = hkdf::Hkdf::<Sha256>::new(Some(b"keyhaven/derive/v1"), &self.derivation.0);
+        let mut out = [0u8; 32];
+        // 32 bytes is far below HKDF-SHA256's limit of 255 × 32.
+        let _ = hkdf.expand(info.as_bytes(), &mut out);
+        out
     }
 
     pub fn seal(&self, plaintext: &[u8], at: SealedAt<'_>) -> Result<Vec<u8>, CryptoError> {
@@ -211,13 +232,6 @@ fn sealed_key_id(sealed: &[u8]) -> Result<&str, CryptoError> {
     }
 }
 
-/// HKDF-SHA256 (RFC 5869, no salt) of one 32-byte block: `PRK = HMAC(0^32, ikm)`,
-/// `OKM = HMAC(PRK, info || 0x01)`.
-fn derive(ikm: &[u8], info: &[u8]) -> [u8; 32] {
-    let prk = hmac_sha256(&[0u8; 32], &[ikm]);
-    hmac_sha256(&prk, &[info, &[1u8]])
-}
-
 /// HMAC-SHA256 with a 32-byte key (zero-padded to the block size, as HMAC does).
 fn hmac_sha256(key: &[u8; 32], parts: &[&[u8]]) -> [u8; 32] {
     use hmac::{Hmac, Mac};
@@ -255,6 +269,19 @@ pub fn pkce_pair() -> Result<(String, String), CryptoError> {
     Ok((verifier, challenge))
 }
 
+/// HMAC-SHA256 of `parts`, each prefixed with its length so that no two different
+/// lists of parts give the same input.
+pub fn keyed_hash(key: &[u8; 32], parts: &[&[u8]]) -> [u8; 32] {
+    use hmac::Mac;
+    let mut mac = <hmac::Hmac<Sha256> as Mac>::new_from_slice(key)
+        .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
+    for part in parts {
+        mac.update(&(part.len() as u64).to_be_bytes());
+        mac.update(part);
+    }
+    mac.finalize().into_bytes().into()
+}
+
 pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     use subtle::ConstantTimeEq;
     a.len() == b.len() && bool::from(a.ct_eq(b))
@@ -263,16 +290,6 @@ pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn derive_is_rfc5869_hkdf_sha256() {
-        // RFC 5869 test case 3 (no salt, no info), first 32 bytes of its OKM.
-        let okm = derive(&[0x0b; 22], b"");
-        assert_eq!(
-            okm.iter().map(|b| format!("{b:02x}")).collect::<String>(),
-            "8da4e775a563c18f715f802a063c5a31b8a11f5c5ee1879ec3454e5f3c738d2d"
-        );
-    }
 
     fn ring(list: &str) -> KeyRing {
         KeyRing::parse(list).expect("valid key list")
@@ -322,6 +339,20 @@ mod tests {
             ring(&new).open(&sealed, AT),
             Err(CryptoError::UnknownKey(_))
         ));
+    }
+
+    #[test]
+    fn derived_keys_follow_the_primary_key_and_the_purpose() {
+        let old = KeyRing::generate_entry("old").expect("random");
+        let new = KeyRing::generate_entry("new").expect("random");
+        let a = ring(&old);
+        assert_eq!(a.derive("x"), ring(&format!("{old},{new}")).derive("x"));
+        assert_ne!(a.derive("x"), a.derive("y"));
+        assert_ne!(a.derive("x"), ring(&format!("{new},{old}")).derive("x"));
+        assert_ne!(
+            keyed_hash(&a.derive("x"), &[b"ab", b"c"]),
+            keyed_hash(&a.derive("x"), &[b"a", b"bc"])
+        );
     }
 
     #[test]

@@ -127,10 +127,9 @@ impl Application {
         clock: Clock,
     ) -> anyhow::Result<Self> {
         use secrecy::ExposeSecret;
-        let store = web::session_store::Sessions::new(
-            db::session_store_pool(settings.database.url.expose_secret())?,
-            pool.clone(),
-        );
+        let store = web::session_store::Sessions::new(db::session_store_pool(
+            settings.database.url.expose_secret(),
+        )?);
         let state = AppState::new(settings, pool, clock)?;
         Ok(Self {
             listener,

@@ -65,15 +65,34 @@ pub async fn start(tune: impl FnOnce(&mut keyhaven::Settings)) -> Portal {
     }
 }
 
-/// One flow's cookie jar: the session cookie, nothing else.
+/// One flow's cookie jar: the cookies a browser holds for the portal, by name (one `Cookie` header's worth).
 #[derive(Default)]
-struct Jar(Option<String>);
+struct Jar(Vec<(String, String)>);
 
 impl Jar {
     fn take_from(&mut self, r: &Response) {
-        if let Some(c) = r.headers().get(SET_COOKIE).and_then(|v| v.to_str().ok()) {
-            self.0 = c.split(';').next().map(String::from);
+        for line in r.headers().get_all(SET_COOKIE) {
+            let Some((name, value)) = line
+                .to_str()
+                .ok()
+                .and_then(|l| l.split(';').next())
+                .and_then(|pair| pair.split_once('='))
+            else {
+                continue;
+            };
+            self.0.retain(|(n, _)| n != name);
+            self.0.push((name.to_string(), value.to_string()));
         }
+    }
+
+    fn header(&self) -> Option<String> {
+        (!self.0.is_empty()).then(|| {
+            self.0
+                .iter()
+                .map(|(n, v)| format!("{n}={v}"))
+                .collect::<Vec<_>>()
+                .join("; ")
+        })
     }
 }
 
@@ -93,6 +112,17 @@ fn expect(r: &Response, status: u16, step: &str) -> Result<(), String> {
     } else {
         Err(format!("{step}: status {}", r.status()))
     }
+}
+
+/// The `csrf` field of the page's form.
+fn form_token(page: &Response) -> Result<String, String> {
+    let html = std::str::from_utf8(page.body()).map_err(|e| e.to_string())?;
+    let marker = "name=\"csrf\" value=\"";
+    html.split(marker)
+        .nth(1)
+        .and_then(|s| s.split('"').next())
+        .map(String::from)
+        .ok_or_else(|| "no csrf field".to_string())
 }
 
 /// The start form; Bullhorn asks for the username that picks the data center.
@@ -140,7 +170,7 @@ impl Browser {
             )
         };
         let mut request = hyper::Request::builder().method(method).uri(path);
-        if let Some(cookie) = &jar.0 {
+        if let Some(cookie) = jar.header() {
             request = request.header(COOKIE, cookie);
         }
         if form.is_some() {
@@ -155,20 +185,20 @@ impl Browser {
     pub async fn visit(&mut self, link: &str) -> Result<Visit, String> {
         use hyper::Method;
         let mut jar = Jar::default();
+        // The link's page, then its Continue button.
         let r = self.send(Method::GET, link, &jar, None).await?;
-        expect(&r, 303, "open link")?;
+        expect(&r, 200, "open link")?;
+        jar.take_from(&r);
+        let csrf = form_token(&r)?;
+        let r = self
+            .send(Method::POST, link, &jar, Some(format!("csrf={csrf}")))
+            .await?;
+        expect(&r, 303, "continue")?;
         jar.take_from(&r);
         let page = self.send(Method::GET, "/connect", &jar, None).await?;
         expect(&page, 200, "connect page")?;
         jar.take_from(&page);
-        let html = std::str::from_utf8(page.body()).map_err(|e| e.to_string())?;
-        let marker = "name=\"csrf\" value=\"";
-        let csrf = html
-            .split(marker)
-            .nth(1)
-            .and_then(|s| s.split('"').next())
-            .ok_or("no csrf field")?
-            .to_string();
+        let csrf = form_token(&page)?;
         Ok(Visit { jar, csrf })
     }
 

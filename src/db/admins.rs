@@ -1,6 +1,6 @@
-//! Admin accounts and the failed sign-ins that rate-limit the login form.
+//! Admin accounts and the sign-in attempts that rate-limit the login form.
 
-use sqlx::PgConnection;
+use sqlx::{Connection, PgConnection};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
@@ -9,6 +9,8 @@ pub struct Admin {
     pub id: Uuid,
     pub email: String,
     pub password_hash: String,
+    /// Bumped by every password change; sessions from an older epoch are void.
+    pub password_epoch: i32,
 }
 
 impl std::fmt::Debug for Admin {
@@ -45,7 +47,8 @@ pub async fn upsert(
 ) -> sqlx::Result<Uuid> {
     sqlx::query_scalar!(
         r#"INSERT INTO admins (id, email, password_hash) VALUES ($1, $2, $3)
-           ON CONFLICT (email) DO UPDATE SET password_hash = EXCLUDED.password_hash
+           ON CONFLICT (email) DO UPDATE SET password_hash = EXCLUDED.password_hash,
+             password_epoch = admins.password_epoch + 1
            RETURNING id"#,
         Uuid::new_v4(),
         email,
@@ -58,21 +61,46 @@ pub async fn upsert(
 pub async fn find_by_email(conn: &mut PgConnection, email: &str) -> sqlx::Result<Option<Admin>> {
     sqlx::query_as!(
         Admin,
-        "SELECT id, email, password_hash FROM admins WHERE email = $1",
+        "SELECT id, email, password_hash, password_epoch FROM admins WHERE email = $1",
         email
     )
     .fetch_optional(conn)
     .await
 }
 
-/// Whether the admin still exists (a session outlives nothing that was deleted).
-pub async fn exists(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<bool> {
-    sqlx::query_scalar!(
-        r#"SELECT EXISTS (SELECT 1 FROM admins WHERE id = $1) AS "exists!""#,
+pub async fn get(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<Option<Admin>> {
+    sqlx::query_as!(
+        Admin,
+        "SELECT id, email, password_hash, password_epoch FROM admins WHERE id = $1",
         id
     )
-    .fetch_one(conn)
+    .fetch_optional(conn)
     .await
+}
+
+/// The admin's password epoch; `None` once the admin is deleted (a session outlives
+/// nothing that was deleted or whose password changed).
+pub async fn password_epoch(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<Option<i32>> {
+    sqlx::query_scalar!("SELECT password_epoch FROM admins WHERE id = $1", id)
+        .fetch_optional(conn)
+        .await
+}
+
+/// Replaces the password and bumps the epoch; the new epoch, or `None` for no such admin.
+pub async fn set_password(
+    conn: &mut PgConnection,
+    email: &str,
+    password_hash: &str,
+) -> sqlx::Result<Option<(Uuid, i32)>> {
+    let row = sqlx::query!(
+        r#"UPDATE admins SET password_hash = $2, password_epoch = password_epoch + 1
+           WHERE email = $1 RETURNING id, password_epoch"#,
+        email,
+        password_hash
+    )
+    .fetch_optional(conn)
+    .await?;
+    Ok(row.map(|r| (r.id, r.password_epoch)))
 }
 
 pub async fn record_login(
@@ -90,62 +118,109 @@ pub async fn record_login(
     Ok(())
 }
 
-/// Failed sign-ins since `since`: for this email, and from this client.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RecentFailures {
-    pub for_email: i64,
-    pub from_client: i64,
+/// The keys a sign-in attempt is counted under (HMACs, never what was typed).
+#[derive(Debug, Clone, Copy)]
+pub struct AttemptKeys<'a> {
+    pub email: &'a [u8],
+    pub client: &'a [u8],
 }
 
-pub async fn recent_failures(
+/// The outcome of asking to try a password.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reservation {
+    /// Counted as a failure until forgiven; `email_failures` is how many other recent
+    /// attempts this email has had, from anyone.
+    Reserved { id: i64, email_failures: i64 },
+    /// This client, or this client for this email, has used up its attempts.
+    Refused,
+}
+
+/// Counts an attempt before its password is checked, under a per-client lock, so that
+/// attempts racing in parallel cannot pass the limit together: at most `limit` attempts
+/// per (email, client) and per client since `since`.
+pub async fn reserve_attempt(
     conn: &mut PgConnection,
-    email_hash: &[u8],
-    client_hash: &[u8],
+    keys: AttemptKeys<'_>,
     since: OffsetDateTime,
-) -> sqlx::Result<RecentFailures> {
-    let row = sqlx::query!(
-        r#"SELECT count(*) FILTER (WHERE email_hash = $1) AS "for_email!",
-                  count(*) FILTER (WHERE client_hash = $2) AS "from_client!"
+    now: OffsetDateTime,
+    limit: i64,
+) -> sqlx::Result<Reservation> {
+    let lock = i64::from_be_bytes(
+        keys.client
+            .get(..8)
+            .and_then(|b| b.try_into().ok())
+            .unwrap_or_default(),
+    );
+    let mut tx = conn.begin().await?;
+    sqlx::query!("SELECT pg_advisory_xact_lock($1)", lock)
+        .execute(&mut *tx)
+        .await?;
+    let counts = sqlx::query!(
+        r#"SELECT count(*) FILTER (WHERE email_hash = $1) AS "pair!",
+                  count(*) AS "client!"
            FROM admin_login_failures
-           WHERE at > $3 AND (email_hash = $1 OR client_hash = $2)"#,
-        email_hash,
-        client_hash,
+           WHERE client_hash = $2 AND at > $3"#,
+        keys.email,
+        keys.client,
         since
     )
-    .fetch_one(conn)
+    .fetch_one(&mut *tx)
     .await?;
-    Ok(RecentFailures {
-        for_email: row.for_email,
-        from_client: row.from_client,
-    })
+    if counts.pair >= limit || counts.client >= limit {
+        tx.rollback().await?;
+        return Ok(Reservation::Refused);
+    }
+    let id = sqlx::query_scalar!(
+        "INSERT INTO admin_login_failures (email_hash, client_hash, at) VALUES ($1, $2, $3) RETURNING id",
+        keys.email,
+        keys.client,
+        now
+    )
+    .fetch_one(&mut *tx)
+    .await?;
+    let email_failures = sqlx::query_scalar!(
+        r#"SELECT count(*) AS "n!" FROM admin_login_failures
+           WHERE email_hash = $1 AND at > $2 AND id <> $3"#,
+        keys.email,
+        since,
+        id
+    )
+    .fetch_one(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(Reservation::Reserved { id, email_failures })
 }
 
-pub async fn record_failure(
-    conn: &mut PgConnection,
-    email_hash: &[u8],
-    client_hash: &[u8],
-    at: OffsetDateTime,
-) -> sqlx::Result<()> {
+/// Takes back a reserved attempt: its password was right, or never checked.
+pub async fn forgive(conn: &mut PgConnection, id: i64) -> sqlx::Result<()> {
+    sqlx::query!("DELETE FROM admin_login_failures WHERE id = $1", id)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// A successful sign-in forgives this client's earlier mistakes for this email (others'
+/// attempts stay counted).
+pub async fn clear_pair(conn: &mut PgConnection, keys: AttemptKeys<'_>) -> sqlx::Result<()> {
     sqlx::query!(
-        "INSERT INTO admin_login_failures (email_hash, client_hash, at) VALUES ($1, $2, $3)",
-        email_hash,
-        client_hash,
-        at
+        "DELETE FROM admin_login_failures WHERE email_hash = $1 AND client_hash = $2",
+        keys.email,
+        keys.client
     )
     .execute(conn)
     .await?;
     Ok(())
 }
 
-/// A successful sign-in forgives the email's earlier mistakes (the client's stay counted).
-pub async fn clear_failures(conn: &mut PgConnection, email_hash: &[u8]) -> sqlx::Result<()> {
-    sqlx::query!(
+/// Forgets every attempt on this email (`keyhaven admin unlock`); how many there were.
+pub async fn clear_email(conn: &mut PgConnection, email_key: &[u8]) -> sqlx::Result<u64> {
+    let done = sqlx::query!(
         "DELETE FROM admin_login_failures WHERE email_hash = $1",
-        email_hash
+        email_key
     )
     .execute(conn)
     .await?;
-    Ok(())
+    Ok(done.rows_affected())
 }
 
 pub async fn delete_old_failures(

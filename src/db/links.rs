@@ -184,3 +184,36 @@ pub async fn reseal(
     .await?;
     Ok(done.rows_affected() == 1)
 }
+
+/// Who claimed a connect link: the SHA-256 of the claiming browser's value, if any.
+pub async fn claimed_by(
+    conn: &mut PgConnection,
+    token_hash: &[u8],
+) -> sqlx::Result<Option<Vec<u8>>> {
+    let row = sqlx::query_scalar!(
+        "SELECT claimed_by FROM links WHERE token_hash = $1",
+        token_hash
+    )
+    .fetch_optional(conn)
+    .await?;
+    Ok(row.flatten())
+}
+
+/// Claims a connect link for a browser, or confirms that browser holds it; false when
+/// another browser claimed it first.
+pub async fn claim(
+    conn: &mut PgConnection,
+    token_hash: &[u8],
+    browser_hash: &[u8],
+) -> sqlx::Result<bool> {
+    let mine = sqlx::query_scalar!(
+        r#"UPDATE links SET claimed_by = COALESCE(claimed_by, $2)
+           WHERE token_hash = $1 AND kind = 'connect'
+           RETURNING claimed_by = $2 AS "mine!""#,
+        token_hash,
+        browser_hash
+    )
+    .fetch_optional(conn)
+    .await?;
+    Ok(mine == Some(true))
+}

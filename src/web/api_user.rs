@@ -8,7 +8,7 @@
 use secrecy::{ExposeSecret, SecretString};
 use uuid::Uuid;
 
-use super::callback::{ensure_same_account, upstream_failure};
+use super::callback::{Guard, ensure_same_account, upstream_failure};
 use super::session::EndUserSession;
 use crate::AppState;
 use crate::db;
@@ -22,6 +22,8 @@ pub struct ApiUserLogin<'a> {
     pub username: &'a str,
     pub password: SecretString,
     pub remember: bool,
+    /// The user chose "Connect a different account" on the card.
+    pub replace_account: bool,
 }
 
 impl std::fmt::Debug for ApiUserLogin<'_> {
@@ -150,8 +152,21 @@ async fn sign_in(
     };
     let (tokens, established) =
         authorize(app, provider, ctx, login.username, &login.password).await?;
-    if let Some(id) = reconnecting {
-        ensure_same_account(app, provider, id, &established.account).await?;
+    let existing_id = {
+        let mut conn = app.pool.acquire().await?;
+        db::connections::find_for_end_user(&mut conn, user.end_user_id, &provider.id)
+            .await?
+            .map(|c| c.id)
+    };
+    // As in the browser flow: the connected account stays unless the user chose to
+    // replace it.
+    let guarded = match (reconnecting, existing_id) {
+        (Some(id), _) => Some((id, Guard::Link)),
+        (None, Some(id)) if !login.replace_account => Some((id, Guard::Page)),
+        _ => None,
+    };
+    if let Some((id, guard)) = guarded {
+        ensure_same_account(app, provider, id, &established.account, guard).await?;
     }
     let credentials = if login.remember {
         let stored = StoredCredentials {
@@ -163,12 +178,6 @@ async fn sign_in(
         ))
     } else {
         None
-    };
-    let existing_id = {
-        let mut conn = app.pool.acquire().await?;
-        db::connections::find_for_end_user(&mut conn, user.end_user_id, &provider.id)
-            .await?
-            .map(|c| c.id)
     };
     grants::store(
         app,

@@ -117,8 +117,21 @@ async fn callback(
     let established = establish::after_exchange(&app.http, provider, ctx, &tokens)
         .await
         .map_err(|e| upstream_failure(&app, provider, "post-exchange", e))?;
-    if let Some(reconnecting) = pending.connection_id {
-        ensure_same_account(&app, provider, reconnecting, &established.account).await?;
+    // A reconnect link repairs its own connection; from the connect page, an existing
+    // connection keeps its upstream account unless the user chose to replace it.
+    let replacing = pending.context.get(super::connect::REPLACE_ACCOUNT)
+        == Some(&serde_json::Value::Bool(true));
+    let guarded = match (pending.connection_id, pending.existing_connection_id) {
+        (Some(id), _) => Some((id, Guard::Link)),
+        (None, Some(id)) if !replacing => Some((id, Guard::Page)),
+        _ => None,
+    };
+    if let Some((id, guard)) = guarded
+        && let Err(refused) =
+            ensure_same_account(&app, provider, id, &established.account, guard).await
+    {
+        revoke_unwanted(&app, provider, &established.ctx, &tokens).await;
+        return Err(refused);
     }
     grants::store(
         &app,
@@ -145,32 +158,77 @@ async fn callback(
     Ok(Redirect::to(&target).into_response())
 }
 
-/// A reconnect link repairs one connection: a different upstream account is refused.
+/// Where a flow that must keep its upstream account came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Guard {
+    /// A reconnect link: it repairs one connection, whatever its status.
+    Link,
+    /// The connect page's Connect/Reconnect: a disconnected connection may change hands.
+    Page,
+}
+
+/// A different upstream account is refused, naming both accounts.
 pub(crate) async fn ensure_same_account(
     app: &AppState,
     provider: &Provider,
     connection_id: uuid::Uuid,
     account: &crate::oauth::identity::Account,
+    guard: Guard,
 ) -> AppResult<()> {
     let mut conn = app.pool.acquire().await?;
     let existing = db::connections::get(&mut conn, connection_id)
         .await?
         .ok_or(AppError::NotFound)?;
+    if guard == Guard::Page && existing.status == "revoked" {
+        return Ok(());
+    }
     if existing.account_id.is_some() && existing.account_id != account.id {
-        tracing::warn!(provider = %provider.id, "reconnect with a different upstream account refused");
+        tracing::warn!(provider = %provider.id, "a different upstream account was refused");
+        let current = existing
+            .account_label
+            .or(existing.account_id)
+            .unwrap_or_default();
+        let signed_in = account
+            .label
+            .clone()
+            .or_else(|| account.id.clone())
+            .unwrap_or_else(|| "another account".into());
+        let hint = match guard {
+            Guard::Link => "sign in with that account and try again.",
+            Guard::Page => {
+                "sign in with that account, or choose “Connect a different account” on your connections page to replace it."
+            }
+        };
         return Err(AppError::Conflict {
             code: "account_mismatch",
             message: format!(
-                "You signed in to {} with a different account than the one this connection belongs to ({}). Nothing was changed; sign in with that account and try again.",
+                "You signed in to {} as {signed_in}, a different account than the one this connection belongs to ({current}). Nothing was changed; {hint}",
                 provider.display_name,
-                existing
-                    .account_label
-                    .or(existing.account_id)
-                    .unwrap_or_default()
             ),
         });
     }
     Ok(())
+}
+
+/// A grant we will not keep is revoked at the provider where it can be; a failure is
+/// logged (the grant then lapses on its own).
+async fn revoke_unwanted(
+    app: &AppState,
+    provider: &Provider,
+    ctx: &Context,
+    tokens: &token::TokenSet,
+) {
+    if !crate::oauth::revoke::supported(provider) {
+        return;
+    }
+    let token = tokens
+        .refresh_token
+        .as_ref()
+        .unwrap_or(&tokens.access_token);
+    match crate::oauth::revoke::revoke(&app.http, provider, ctx, token).await {
+        Ok(()) => tracing::info!(provider = %provider.id, "refused grant revoked"),
+        Err(e) => tracing::warn!(provider = %provider.id, error = %e, "refused grant not revoked"),
+    }
 }
 
 pub(crate) fn upstream_failure(

@@ -4,7 +4,7 @@ use askama::Template;
 use askama_web::WebTemplate;
 use axum::extract::rejection::{FormRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
-use axum::http::HeaderMap;
+use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::{Form, Router};
@@ -14,7 +14,8 @@ use tower_sessions::Session;
 
 use super::api_user::ApiUserLogin;
 use super::callback::upstream_failure;
-use super::session::{self, CurrentEndUser};
+use super::csrf;
+use super::session::{self, CurrentEndUser, EndUserSession};
 use crate::AppState;
 use crate::crypto::{self, SealedAt};
 use crate::db;
@@ -23,54 +24,197 @@ use crate::oauth::authorize::{AuthorizeRequest, authorize_url};
 use crate::providers::{Context, Kind, Provider, bullhorn};
 use secrecy::SecretString;
 
+/// Marks, in a pending authorization's context, a flow meant to replace the connected
+/// upstream account with a different one.
+pub const REPLACE_ACCOUNT: &str = "replace_account";
+
 /// How long a user has to approve at the provider.
 pub const PENDING_TTL: Duration = Duration::minutes(10);
 
 pub fn router() -> Router<AppState> {
     Router::new()
-        .route("/c/{token}", get(open_link))
+        .route("/c/{token}", get(open_link).post(continue_link))
         .route("/connect", get(connect_page))
         .route("/connect/{provider}", post(start))
 }
 
-/// `GET /c/{token}`: binds this browser to the link's end user, then shows the page.
-/// Connect links work until they expire; reconnect links work once.
-async fn open_link(
-    State(app): State<AppState>,
-    session: Session,
-    Path(token): Path<String>,
-) -> AppResult<Response> {
+/// The browser cookie that claims connect links: a connect link belongs to the first
+/// browser that continues with it. Only its SHA-256 is stored, on the link.
+const DEVICE_COOKIE: &str = "keyhaven_device";
+const DEVICE_COOKIE_LIFETIME: Duration = Duration::days(30);
+
+/// A link that can still be used, looked up by its token (nothing is written).
+async fn live_link(app: &AppState, token: &str) -> AppResult<(Vec<u8>, db::links::Link)> {
     let invalid = || AppError::BadRequest("This link is not valid. Ask for a new one.".into());
-    if token.len() > 128 {
+    if token.is_empty() || token.len() > 128 {
         return Err(invalid());
     }
-    let hash = crypto::token_hash(&token);
-    let now = app.clock.now();
+    let hash = crypto::token_hash(token);
     let mut conn = app.pool.acquire().await?;
     let link = db::links::find(&mut conn, &hash)
         .await?
         .ok_or_else(invalid)?;
-    if link.expires_at <= now {
+    if link.expires_at <= app.clock.now() {
         return Err(AppError::BadRequest(
             "This link has expired. Ask for a new one.".into(),
         ));
     }
-    let reconnect = match link.kind.as_str() {
-        "connect" => None,
-        _ => {
-            let used = db::links::consume_reconnect(&mut conn, &hash, now).await?;
-            let link = used.ok_or_else(|| {
-                AppError::BadRequest(
-                    "This reconnect link was already used. Ask for a new one.".into(),
-                )
-            })?;
-            link.connection_id
+    if link.kind != "connect" && link.used_at.is_some() {
+        return Err(used_reconnect_link());
+    }
+    Ok((hash, link))
+}
+
+fn used_reconnect_link() -> AppError {
+    AppError::BadRequest("This reconnect link was already used. Ask for a new one.".into())
+}
+
+fn claimed_elsewhere() -> AppError {
+    AppError::Forbidden(
+        "This link was already opened in another browser. Open it there, or ask for a new one."
+            .into(),
+    )
+}
+
+/// The form token of a link's Continue page is bound to that link.
+fn link_purpose(hash: &[u8]) -> String {
+    let hex: String = hash.iter().map(|b| format!("{b:02x}")).collect();
+    format!("link:{hex}")
+}
+
+/// This browser's link-claiming value, if it sent a well-formed one.
+fn device(app: &AppState, headers: &HeaderMap) -> Option<String> {
+    csrf::cookie(headers, &app.settings.cookie_name(DEVICE_COOKIE))
+        .filter(|v| {
+            v.len() == 43
+                && v.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        })
+        .map(String::from)
+}
+
+/// How a person is named on our pages: their name, else their email, else the product's id.
+fn label(user: &db::end_users::EndUser) -> String {
+    user.display_name
+        .clone()
+        .or_else(|| user.email.clone())
+        .unwrap_or_else(|| user.external_id.clone())
+}
+
+async fn end_user_label(app: &AppState, id: uuid::Uuid) -> AppResult<Option<String>> {
+    let mut conn = app.pool.acquire().await?;
+    Ok(db::connections::end_user_with_connections(&mut conn, id)
+        .await?
+        .map(|(user, _)| label(&user)))
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "connect/link.html")]
+pub struct LinkPage {
+    pub product: &'static str,
+    pub user_label: String,
+    /// The end user this browser acts for now, when it is someone else.
+    pub current_label: Option<String>,
+    pub reconnect: bool,
+    pub csrf: String,
+}
+
+/// `GET /c/{token}`: a short page naming whom the link is for, with a Continue button.
+/// Opening a link changes nothing, so a link scanner can neither use up nor claim it;
+/// a browser acting for another end user is asked to confirm the switch.
+async fn open_link(
+    State(app): State<AppState>,
+    session: Session,
+    headers: HeaderMap,
+    Path(token): Path<String>,
+) -> AppResult<Response> {
+    let (hash, link) = live_link(&app, &token).await?;
+    if link.kind == "connect" {
+        let mut conn = app.pool.acquire().await?;
+        let claimed = db::links::claimed_by(&mut conn, &hash).await?;
+        drop(conn);
+        let mine = device(&app, &headers).map(|d| crypto::token_hash(&d));
+        if claimed.is_some() && claimed != mine {
+            return Err(claimed_elsewhere());
         }
+    }
+    let user_label = end_user_label(&app, link.end_user_id)
+        .await?
+        .ok_or_else(|| AppError::BadRequest("This link is not valid. Ask for a new one.".into()))?;
+    let current = session.get::<EndUserSession>(session::KEY).await?;
+    let current_label = match current {
+        Some(bound) if bound.end_user_id != link.end_user_id => {
+            end_user_label(&app, bound.end_user_id).await?
+        }
+        _ => None,
+    };
+    let (csrf, cookie) = csrf::issue(&app, &headers, &link_purpose(&hash))?;
+    let page = LinkPage {
+        product: "Keyhaven",
+        user_label,
+        current_label,
+        reconnect: link.kind != "connect",
+        csrf,
+    };
+    let mut response = page.into_response();
+    if let Some(cookie) = cookie {
+        response.headers_mut().append(header::SET_COOKIE, cookie);
+    }
+    Ok(response)
+}
+
+#[derive(Deserialize)]
+pub struct ContinueForm {
+    #[serde(default)]
+    csrf: String,
+}
+
+/// `POST /c/{token}`: binds this browser to the link's end user (a new session id) and
+/// goes to the connect page. A connect link is claimed by the first browser that
+/// continues with it and works until it expires there; a reconnect link works once.
+async fn continue_link(
+    State(app): State<AppState>,
+    session: Session,
+    headers: HeaderMap,
+    Path(token): Path<String>,
+    form: Result<Form<ContinueForm>, FormRejection>,
+) -> AppResult<Response> {
+    csrf::refuse_cross_site(&headers)?;
+    let (hash, link) = live_link(&app, &token).await?;
+    let presented = form.map(|Form(f)| f.csrf).unwrap_or_default();
+    if !csrf::verify(&app, &headers, &link_purpose(&hash), &presented) {
+        return Err(AppError::Forbidden(
+            "This page has expired. Open your link again.".into(),
+        ));
+    }
+    let now = app.clock.now();
+    let mut new_device = None;
+    let mut conn = app.pool.acquire().await?;
+    let reconnect = if link.kind == "connect" {
+        let device = match device(&app, &headers) {
+            Some(d) => d,
+            None => new_device.insert(crypto::random_token()?).clone(),
+        };
+        if !db::links::claim(&mut conn, &hash, &crypto::token_hash(&device)).await? {
+            return Err(claimed_elsewhere());
+        }
+        None
+    } else {
+        db::links::consume_reconnect(&mut conn, &hash, now)
+            .await?
+            .ok_or_else(used_reconnect_link)?
+            .connection_id
     };
     drop(conn);
     session::bind(&session, link.end_user_id, reconnect).await?;
-    // Leave the link's URL at once so it does not linger in history or referrers.
-    Ok(Redirect::to("/connect").into_response())
+    let mut response = Redirect::to("/connect").into_response();
+    if let Some(device) = new_device {
+        response.headers_mut().append(
+            header::SET_COOKIE,
+            csrf::set_cookie(&app, DEVICE_COOKIE, &device, DEVICE_COOKIE_LIFETIME),
+        );
+    }
+    Ok(response)
 }
 
 /// What a card's form asks for besides the button.
@@ -93,6 +237,8 @@ pub struct Card {
     pub action: &'static str,
     pub form: CardForm,
     pub note: Option<&'static str>,
+    /// The upstream account a "Connect a different account" button would replace.
+    pub replaces: Option<String>,
 }
 
 #[derive(Template, WebTemplate)]
@@ -125,14 +271,16 @@ fn card(provider: &Provider, existing: Option<&db::connections::ConnectionSummar
     let note = matches!(provider.kind, Kind::Zoho(_))
         .then_some(ZOHO_NOTE)
         .filter(|_| action == "Reconnect");
+    let account = existing
+        .filter(|_| status != "none")
+        .and_then(|c| c.account_label.clone().or_else(|| c.account_id.clone()));
     Card {
         id: provider.id.clone(),
         name: provider.display_name.clone(),
         status,
         status_label,
-        account: existing
-            .filter(|_| status != "none")
-            .and_then(|c| c.account_label.clone().or_else(|| c.account_id.clone())),
+        replaces: account.clone(),
+        account,
         reason: existing
             .filter(|_| status == "broken")
             .map(|c| plain_reason(c.last_error.as_deref())),
@@ -206,6 +354,9 @@ pub struct StartForm {
     password: Option<String>,
     /// Bullhorn API-user mode: keep the password, sealed, for automatic recovery.
     remember: Option<String>,
+    /// Present when the user chose to replace the connected upstream account with
+    /// another; without it, a different account is refused.
+    replace_account: Option<String>,
 }
 
 /// `POST /connect/{provider}`: records a pending authorization and sends the browser
@@ -222,7 +373,7 @@ async fn start(
             "This form was incomplete. Go back, reload the page and try again.".into(),
         ));
     };
-    refuse_cross_site(&headers)?;
+    csrf::refuse_cross_site(&headers)?;
     if !user.csrf_matches(&form.csrf) {
         return Err(AppError::Forbidden(
             "This form has expired. Go back, reload the page and try again.".into(),
@@ -268,6 +419,7 @@ async fn start(
                 username,
                 password: SecretString::from(password),
                 remember,
+                replace_account: form.replace_account.is_some(),
             };
             super::api_user::connect(&app, provider, cfg, &user, reconnecting, login).await?;
             return Ok(Redirect::to(
@@ -299,8 +451,13 @@ async fn start(
         None => None,
     };
     let mut context = ctx.to_json();
-    if let (Some(map), Some(r)) = (context.as_object_mut(), return_to) {
-        map.insert("return_to".into(), serde_json::Value::String(r));
+    if let Some(map) = context.as_object_mut() {
+        if let Some(r) = return_to {
+            map.insert("return_to".into(), serde_json::Value::String(r));
+        }
+        if form.replace_account.is_some() {
+            map.insert(REPLACE_ACCOUNT.into(), serde_json::Value::Bool(true));
+        }
     }
     let now = app.clock.now();
     let mut conn = app.pool.acquire().await?;
@@ -332,17 +489,6 @@ async fn start(
     );
     tracing::info!(provider = %provider.id, "authorization started");
     Ok(Redirect::to(url.as_str()).into_response())
-}
-
-/// Browsers say where a request came from; a cross-site form post is refused even
-/// with a valid token.
-fn refuse_cross_site(headers: &HeaderMap) -> AppResult<()> {
-    if headers.get("sec-fetch-site").and_then(|v| v.to_str().ok()) == Some("cross-site") {
-        return Err(AppError::Forbidden(
-            "Cross-site requests are not allowed.".into(),
-        ));
-    }
-    Ok(())
 }
 
 /// A return address must stay on this site: `/path`, never `//host`, `/\host` or a URL.

@@ -7,6 +7,7 @@ pub mod api_user;
 pub mod assets;
 pub mod callback;
 pub mod connect;
+pub mod csrf;
 pub mod health;
 pub mod session;
 pub mod session_store;
@@ -26,15 +27,28 @@ use crate::AppState;
 use crate::error::AppError;
 use session_store::Sessions;
 
+/// The end user's session cookie (`__Host-` prefixed on https).
 pub const SESSION_COOKIE: &str = "keyhaven_session";
+/// The admin's session cookie: a separate session, with its own timeouts.
+pub const ADMIN_COOKIE: &str = "keyhaven_admin";
 
 pub fn router(state: AppState, store: Sessions) -> Router {
     // End-user pages may read sessions from memory; admin pages always read Postgres.
     let end_user_pages = Router::new()
         .merge(connect::router())
         .merge(callback::router())
-        .layer(session_layer(&state, store.with_cached_reads()));
-    let admin_pages = admin::router(state.clone()).layer(session_layer(&state, store));
+        .layer(session_layer(
+            &state,
+            store.with_cached_reads(),
+            SESSION_COOKIE,
+            state.settings.server.session_hours,
+        ));
+    let admin_pages = admin::router(state.clone()).layer(session_layer(
+        &state,
+        store,
+        ADMIN_COOKIE,
+        state.settings.server.admin_session_idle_hours,
+    ));
     let headers = security_headers(&state.settings);
 
     let app = Router::new()
@@ -59,15 +73,18 @@ pub fn router(state: AppState, store: Sessions) -> Router {
     ))
 }
 
-fn session_layer(state: &AppState, store: Sessions) -> SessionManagerLayer<Sessions> {
+fn session_layer(
+    state: &AppState,
+    store: Sessions,
+    cookie: &str,
+    idle_hours: i64,
+) -> SessionManagerLayer<Sessions> {
     SessionManagerLayer::new(store)
-        .with_name(SESSION_COOKIE)
+        .with_name(state.settings.cookie_name(cookie))
         .with_http_only(true)
         .with_same_site(SameSite::Lax)
         .with_secure(state.settings.secure_cookies())
-        .with_expiry(Expiry::OnInactivity(time::Duration::hours(
-            state.settings.server.session_hours,
-        )))
+        .with_expiry(Expiry::OnInactivity(time::Duration::hours(idle_hours)))
 }
 
 /// Headers every response carries unless its handler set them.

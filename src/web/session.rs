@@ -9,7 +9,7 @@ use uuid::Uuid;
 use crate::crypto;
 use crate::error::AppError;
 
-const KEY: &str = "end_user";
+pub const KEY: &str = "end_user";
 
 /// Stored in the session when a connect link is opened.
 #[derive(Clone, Serialize, Deserialize)]

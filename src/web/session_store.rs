@@ -1,24 +1,27 @@
-//! Browser sessions: tower-sessions' Postgres store, with two changes for the connect
-//! flow's hot path. A new session is one `INSERT` rather than a transaction of four
-//! statements, and end-user pages read recently used records from memory.
+//! Browser sessions, in tower-sessions' table but by a store of our own:
 //!
-//! The memory copy is safe for end-user pages because their part of a record never
-//! changes under the same id: binding a browser to an end user cycles the session id.
-//! Writes through this instance update the copy, and every copy lapses after
-//! [`CACHE_TTL`], which bounds how stale another instance's view can be. Admin pages
-//! always read Postgres, so signing out takes effect on every instance at once.
+//! - A row is found by the SHA-256 of the session id, never by the id: a database dump,
+//!   a replica or a backup hands over no live session. (Ids are 128 random bits, so a
+//!   plain hash is the right stored form.) The record's data is stored without its id.
+//! - `save` only updates a row that still exists: a request in flight when its session
+//!   was signed out or given a new id cannot bring the old one back. Only `create`
+//!   inserts, always under a fresh id.
+//! - End-user pages read recently used records from memory. Their part of a record never
+//!   changes under the same id (binding a browser to an end user cycles the id); writes
+//!   through this instance update the copy, and every copy lapses after [`CACHE_TTL`],
+//!   which bounds how stale another instance's view can be. Admin pages always read
+//!   Postgres, so signing out takes effect on every instance at once.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use sha2::{Digest, Sha256};
 use sqlx::PgPool;
-
-use crate::db::Pool;
 use time::OffsetDateTime;
 use tower_sessions::SessionStore;
 use tower_sessions::session::{Id, Record};
-use tower_sessions::session_store::{self, Error, ExpiredDeletion};
-use tower_sessions_sqlx_store::PostgresStore;
+use tower_sessions::session_store::{self, Error};
 
 /// How long a record read from Postgres may be served from memory.
 const CACHE_TTL: Duration = Duration::from_secs(30);
@@ -28,9 +31,7 @@ const CACHE_CAPACITY: u64 = 20_000;
 /// Clones share one cache.
 #[derive(Clone)]
 pub struct Sessions {
-    postgres: PostgresStore,
-    /// New sessions are written through the portal's pool (no round trip on return).
-    pool: Pool,
+    pool: PgPool,
     cache: moka::sync::Cache<Id, Record>,
     read_from_cache: bool,
 }
@@ -45,10 +46,27 @@ impl std::fmt::Debug for Sessions {
     }
 }
 
+/// The stored key of a session id: hex SHA-256 of the id as its cookie carries it.
+pub fn stored_id(id: &Id) -> String {
+    Sha256::digest(id.to_string().as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+type Data = HashMap<String, serde_json::Value>;
+
+fn encode(record: &Record) -> session_store::Result<Vec<u8>> {
+    rmp_serde::to_vec(&record.data).map_err(|e| Error::Encode(e.to_string()))
+}
+
+fn backend(e: sqlx::Error) -> Error {
+    Error::Backend(e.to_string())
+}
+
 impl Sessions {
-    pub fn new(store_pool: PgPool, pool: Pool) -> Self {
+    pub fn new(pool: PgPool) -> Self {
         Self {
-            postgres: PostgresStore::new(store_pool),
             pool,
             cache: moka::sync::Cache::builder()
                 .max_capacity(CACHE_CAPACITY)
@@ -66,31 +84,30 @@ impl Sessions {
         }
     }
 
-    pub async fn delete_expired(&self) -> session_store::Result<()> {
-        self.postgres.delete_expired().await
+    pub async fn delete_expired(&self) -> session_store::Result<u64> {
+        let done =
+            sqlx::query(r#"DELETE FROM "tower_sessions"."session" WHERE expiry_date < now()"#)
+                .execute(&self.pool)
+                .await
+                .map_err(backend)?;
+        Ok(done.rows_affected())
     }
-}
-
-fn backend(e: sqlx::Error) -> Error {
-    Error::Backend(e.to_string())
 }
 
 #[async_trait]
 impl SessionStore for Sessions {
     async fn create(&self, record: &mut Record) -> session_store::Result<()> {
-        // The same encoding as the Postgres store's, which loads these rows.
-        let data = rmp_serde::to_vec(&*record).map_err(|e| Error::Encode(e.to_string()))?;
-        let mut conn = self.pool.acquire().await.map_err(backend)?;
+        let data = encode(record)?;
         // Ids are 128 random bits; a collision only means drawing again.
         loop {
             let inserted = sqlx::query(
-                r#"insert into "tower_sessions"."session" (id, data, expiry_date)
-                   values ($1, $2, $3) on conflict (id) do nothing"#,
+                r#"INSERT INTO "tower_sessions"."session" (id, data, expiry_date)
+                   VALUES ($1, $2, $3) ON CONFLICT (id) DO NOTHING"#,
             )
-            .bind(record.id.to_string())
+            .bind(stored_id(&record.id))
             .bind(&data)
             .bind(record.expiry_date)
-            .execute(&mut *conn)
+            .execute(&self.pool)
             .await
             .map_err(backend)?
             .rows_affected();
@@ -103,10 +120,24 @@ impl SessionStore for Sessions {
         Ok(())
     }
 
+    /// Updates the session if it still exists; a deleted one stays deleted.
     async fn save(&self, record: &Record) -> session_store::Result<()> {
         self.cache.invalidate(&record.id);
-        self.postgres.save(record).await?;
-        self.cache.insert(record.id, record.clone());
+        let updated = sqlx::query(
+            r#"UPDATE "tower_sessions"."session" SET data = $2, expiry_date = $3 WHERE id = $1"#,
+        )
+        .bind(stored_id(&record.id))
+        .bind(encode(record)?)
+        .bind(record.expiry_date)
+        .execute(&self.pool)
+        .await
+        .map_err(backend)?
+        .rows_affected();
+        if updated == 1 {
+            self.cache.insert(record.id, record.clone());
+        } else {
+            tracing::debug!("a session ended while a request was using it; not saved");
+        }
         Ok(())
     }
 
@@ -117,7 +148,23 @@ impl SessionStore for Sessions {
         {
             return Ok(Some(record));
         }
-        let record = self.postgres.load(id).await?;
+        let row: Option<(Vec<u8>, OffsetDateTime)> = sqlx::query_as(
+            r#"SELECT data, expiry_date FROM "tower_sessions"."session"
+               WHERE id = $1 AND expiry_date > now()"#,
+        )
+        .bind(stored_id(id))
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(backend)?;
+        let record = match row {
+            Some((data, expiry_date)) => Some(Record {
+                id: *id,
+                data: rmp_serde::from_slice::<Data>(&data)
+                    .map_err(|e| Error::Decode(e.to_string()))?,
+                expiry_date,
+            }),
+            None => None,
+        };
         match &record {
             Some(r) => self.cache.insert(*id, r.clone()),
             None => self.cache.invalidate(id),
@@ -127,6 +174,11 @@ impl SessionStore for Sessions {
 
     async fn delete(&self, id: &Id) -> session_store::Result<()> {
         self.cache.invalidate(id);
-        self.postgres.delete(id).await
+        sqlx::query(r#"DELETE FROM "tower_sessions"."session" WHERE id = $1"#)
+            .bind(stored_id(id))
+            .execute(&self.pool)
+            .await
+            .map_err(backend)?;
+        Ok(())
     }
 }

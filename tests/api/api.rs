@@ -79,8 +79,19 @@ async fn connect_links_require_a_valid_api_key_and_body() {
 
     // The link works in a browser and greets the user by name.
     let browser = browser();
+    assert!(
+        browser
+            .get(link)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+            .contains("Ext One")
+    );
     assert_eq!(
-        browser.get(link).send().await.unwrap().status(),
+        open_link(&browser, link).await.status(),
         StatusCode::SEE_OTHER
     );
     let page = browser

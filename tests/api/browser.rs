@@ -189,8 +189,12 @@ async fn run(app: &TestApp, browser: &Client) {
     .await
     .unwrap();
 
-    // The end user opens the connect link and connects SmartRecruiters.
+    // The end user opens the connect link: a page naming them, then Continue.
     browser.goto(&link).await.unwrap();
+    assert_eq!(text_of(browser, "#link-user").await, "Sam Example");
+    shots.take(browser, "00-link-continue").await;
+    find(browser, "#continue").await.click().await.unwrap();
+    // …and connects SmartRecruiters.
     find(browser, "#provider-smartrecruiters").await;
     assert_eq!(path_of(browser).await, "/connect");
     shots.take(browser, "01-connect-page").await;
@@ -306,6 +310,7 @@ async fn run(app: &TestApp, browser: &Client) {
     find(browser, "#sign-in").await;
     assert_eq!(path_of(browser).await, "/admin/login");
     browser.goto(&reconnect_url).await.unwrap();
+    find(browser, "#continue").await.click().await.unwrap();
     let status = text_of(browser, "#provider-smartrecruiters .status").await;
     assert!(status.starts_with("Needs reconnect"), "{status}");
     shots.take(browser, "09-user-reconnect-page").await;

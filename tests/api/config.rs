@@ -110,3 +110,25 @@ authorize_params = { prompt = "consent" }
         .to_string();
     assert!(missing.contains("not found"), "{missing}");
 }
+
+#[test]
+fn session_and_link_lifetimes_have_safe_defaults_and_bounds() {
+    let settings = with_key().validate().unwrap();
+    assert_eq!(settings.links.connect_link_hours, 1);
+    assert_eq!(settings.server.session_hours, 24);
+    assert_eq!(settings.server.admin_session_idle_hours, 2);
+    assert_eq!(settings.server.admin_session_max_hours, 12);
+    for (idle, max, setting) in [
+        (0, 12, "server.admin_session_idle_hours"),
+        (-1, 12, "server.admin_session_idle_hours"),
+        (25, 48, "server.admin_session_idle_hours"),
+        (4, 3, "server.admin_session_max_hours"),
+        (2, 1000, "server.admin_session_max_hours"),
+    ] {
+        let mut raw = with_key();
+        raw.server.admin_session_idle_hours = idle;
+        raw.server.admin_session_max_hours = max;
+        let err = raw.validate().unwrap_err().to_string();
+        assert!(err.contains(setting), "{idle}/{max}: {err}");
+    }
+}

@@ -244,10 +244,22 @@ async fn bad_links_and_missing_sessions_get_friendly_pages() {
         .unwrap();
     assert_eq!(r.status(), StatusCode::NOT_FOUND);
 
-    // Expired link.
+    // Expired link: connect links last an hour by default.
     let link = app.create_link("erin").await;
-    app.clock.advance(time::Duration::hours(25));
+    let page = client
+        .get(&link)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    app.clock.advance(time::Duration::minutes(61));
     let r = client.get(&link).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    assert!(r.text().await.unwrap().contains("expired"));
+    // Continuing from the page shown before it expired does not help.
+    let r = continue_link(&client, &link, &page).await;
     assert_eq!(r.status(), StatusCode::BAD_REQUEST);
     assert!(r.text().await.unwrap().contains("expired"));
 }
@@ -257,14 +269,16 @@ async fn session_cookie_is_httponly_lax_and_cycled_on_bind() {
     let app = spawn_app().await;
     let client = browser();
     let link1 = app.create_link("fay").await;
-    let r1 = client.get(&link1).send().await.unwrap();
-    let cookie1 = r1
-        .headers()
-        .get("set-cookie")
-        .unwrap()
-        .to_str()
-        .unwrap()
-        .to_string();
+    let r1 = open_link(&client, &link1).await;
+    let session_line = |r: &reqwest::Response| {
+        r.headers()
+            .get_all("set-cookie")
+            .iter()
+            .map(|v| v.to_str().unwrap().to_string())
+            .find(|v| v.starts_with("keyhaven_session="))
+            .expect("a session cookie")
+    };
+    let cookie1 = session_line(&r1);
     assert!(
         cookie1.contains("HttpOnly") && cookie1.contains("SameSite=Lax"),
         "{cookie1}"
@@ -272,20 +286,42 @@ async fn session_cookie_is_httponly_lax_and_cycled_on_bind() {
     // Plain http on 127.0.0.1: not Secure (Secure everywhere else).
     assert!(!cookie1.contains("Secure"));
     let link2 = app.create_link("gus").await;
-    let r2 = client.get(&link2).send().await.unwrap();
-    let cookie2 = r2
-        .headers()
-        .get("set-cookie")
+    let page = client
+        .get(&link2)
+        .send()
+        .await
         .unwrap()
-        .to_str()
-        .unwrap()
-        .to_string();
+        .text()
+        .await
+        .unwrap();
+    let r2 = continue_link(&client, &link2, &page).await;
+    let cookie2 = session_line(&r2);
     let id = |c: &str| c.split(';').next().unwrap().to_string();
     assert_ne!(
         id(&cookie1),
         id(&cookie2),
         "session id cycled when another end user is bound"
     );
+    // The form token and the link-claiming cookie are just as guarded.
+    for cookie in [&cookie1, &cookie2] {
+        assert!(cookie.contains("Path=/"));
+    }
+    let others: Vec<String> = r1
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .map(|v| v.to_str().unwrap().to_string())
+        .filter(|v| !v.starts_with("keyhaven_session="))
+        .collect();
+    assert!(!others.is_empty(), "the link-claiming cookie");
+    for cookie in others {
+        assert!(
+            cookie.contains("HttpOnly")
+                && cookie.contains("SameSite=Lax")
+                && cookie.contains("Path=/"),
+            "{cookie}"
+        );
+    }
 }
 
 #[tokio::test]

@@ -77,6 +77,8 @@ pub struct TestApp {
     pub clock: Clock,
     pub state: AppState,
     pub database_url: String,
+    /// The encryption key entry (`kid:base64`) the app runs with.
+    pub keys: String,
     /// The tests' own connections, for looking at and changing rows directly.
     db: PgPool,
 }
@@ -162,6 +164,7 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
         state,
         db: PgPool::connect(&database_url).await.unwrap(),
         database_url,
+        keys,
     }
 }
 
@@ -213,8 +216,9 @@ impl TestApp {
     pub async fn user_browser(&self, external_id: &str) -> reqwest::Client {
         let browser = browser();
         let link = self.create_link(external_id).await;
-        let r = browser.get(&link).send().await.unwrap();
+        let r = open_link(&browser, &link).await;
         assert_eq!(r.status(), StatusCode::SEE_OTHER);
+        assert_eq!(location(&r), "/connect");
         browser
     }
 
@@ -415,6 +419,52 @@ pub async fn sign_in_at(
             ("password", password),
         ])
         .send()
+        .await
+        .unwrap()
+}
+
+/// Opens a link as a person does: the page it shows (200, naming the user), then its
+/// Continue button; returns the answer to the POST.
+pub async fn open_link(browser: &reqwest::Client, link: &str) -> reqwest::Response {
+    let r = browser.get(link).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK, "the link's page");
+    let page = r.text().await.unwrap();
+    assert!(page.contains("id=\"continue\""), "{page}");
+    continue_link(browser, link, &page).await
+}
+
+/// Presses Continue on a link's page already fetched.
+pub async fn continue_link(browser: &reqwest::Client, link: &str, page: &str) -> reqwest::Response {
+    let csrf = field_value(page, "csrf").expect("the page's form token");
+    browser
+        .post(link)
+        .form(&[("csrf", csrf.as_str())])
+        .send()
+        .await
+        .unwrap()
+}
+
+/// How the session table stores a session id: the hex SHA-256 of the cookie's value.
+pub fn stored_session_id(cookie_value: &str) -> String {
+    keyhaven::crypto::token_hash(cookie_value)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// The value of cookie `name` set by a response.
+pub fn set_cookie_value(r: &reqwest::Response, name: &str) -> Option<String> {
+    r.headers()
+        .get_all(reqwest::header::SET_COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok()?.strip_prefix(&format!("{name}=")))
+        .map(|v| v.split(';').next().unwrap_or_default().to_string())
+        .next()
+}
+
+pub async fn session_table_rows(app: &TestApp) -> Vec<(String, Vec<u8>)> {
+    sqlx::query_as("SELECT id, data FROM tower_sessions.session ORDER BY id")
+        .fetch_all(app.pool())
         .await
         .unwrap()
 }

@@ -192,7 +192,7 @@ async fn invalid_grant_needs_reconnect_once_and_the_reconnect_link_repairs_it() 
     // The user follows the link: the page says why, the flow repairs the same connection.
     let browser = browser();
     assert_eq!(
-        browser.get(&link).send().await.unwrap().status(),
+        open_link(&browser, &link).await.status(),
         StatusCode::SEE_OTHER
     );
     let page = browser
@@ -215,9 +215,10 @@ async fn invalid_grant_needs_reconnect_once_and_the_reconnect_link_repairs_it() 
         app.credentials(&app.url, &key, id, false).await.status(),
         StatusCode::OK
     );
-    // Single use.
+    // Single use: the page says so, and so does a Continue from a page shown before.
     let r = browser.get(&link).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    assert!(r.text().await.unwrap().contains("already used"));
 }
 
 #[tokio::test]
@@ -242,11 +243,8 @@ async fn a_reconnect_with_another_upstream_account_is_refused() {
         .await
         .unwrap();
     let browser = browser();
-    browser
-        .get(link["url"].as_str().unwrap())
-        .send()
-        .await
-        .unwrap();
+    let r = open_link(&browser, link["url"].as_str().unwrap()).await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
     let authorize = app.start(&browser, "smartrecruiters").await;
     let callback = app.decide(&authorize, "approve", "someone.else").await;
     let r = browser.get(&callback).send().await.unwrap();

@@ -12,6 +12,7 @@ mod exchange_faults;
 mod hardening;
 mod helpers;
 mod lifecycle;
+mod links;
 mod providers;
 mod sandbox_providers;
 mod secrets;

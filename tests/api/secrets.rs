@@ -15,7 +15,15 @@ async fn no_secret_appears_in_logs_pages_api_bodies_or_the_database_dump() {
     let link = app.create_link("leaky").await;
     secrets.push(link.rsplit('/').next().unwrap().to_string());
     let browser = browser();
-    browser.get(&link).send().await.unwrap();
+    let r = browser.get(&link).send().await.unwrap();
+    let form_cookie = set_cookie_value(&r, "keyhaven_form").unwrap();
+    let page = r.text().await.unwrap();
+    secrets.push(form_cookie);
+    secrets.push(field_value(&page, "csrf").unwrap());
+    let r = continue_link(&browser, &link, &page).await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    secrets.push(set_cookie_value(&r, "keyhaven_session").unwrap());
+    secrets.push(set_cookie_value(&r, "keyhaven_device").unwrap());
 
     for provider in ["smartrecruiters", "acme"] {
         let authorize = app.start(&browser, provider).await;
@@ -79,6 +87,34 @@ async fn no_secret_appears_in_logs_pages_api_bodies_or_the_database_dump() {
             .unwrap(),
     );
 
+    // An admin signs in (once with a wrong password) and looks around: the password, the
+    // session id and the sign-in form's token are secrets too.
+    app.create_admin(ADMIN_EMAIL, ADMIN_PASSWORD).await;
+    secrets.push(ADMIN_PASSWORD.to_string());
+    let admin = crate::helpers::browser();
+    let r = admin
+        .get(format!("{}/admin/login", app.url))
+        .send()
+        .await
+        .unwrap();
+    secrets.push(set_cookie_value(&r, "keyhaven_form").unwrap());
+    let login_csrf = field_value(&r.text().await.unwrap(), "csrf").unwrap();
+    secrets.push(login_csrf.clone());
+    let r = app
+        .sign_in(&admin, ADMIN_EMAIL, "sentinel-wrong-password-5a4b3c")
+        .await;
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    secrets.push("sentinel-wrong-password-5a4b3c".into());
+    // The form comes back with its own token (that is where it belongs), nothing else.
+    bodies.push(r.text().await.unwrap().replace(&login_csrf, ""));
+    let r = app.sign_in(&admin, ADMIN_EMAIL, ADMIN_PASSWORD).await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    let admin_session = set_cookie_value(&r, "keyhaven_admin").unwrap();
+    secrets.push(admin_session.clone());
+    bodies.push(app.admin_page(&admin, "/admin").await);
+    bodies.push(app.admin_page(&admin, "/admin/connections").await);
+    bodies.push(app.admin_page(&admin, "/admin/password").await);
+
     // API: a key, good and bad requests.
     let key = keyhaven::cli::create_api_key(&app.state, "t")
         .await
@@ -132,7 +168,13 @@ async fn no_secret_appears_in_logs_pages_api_bodies_or_the_database_dump() {
     );
     secrets.extend(issued);
 
-    let logs = captured_logs();
+    // The tests' own browsers log the cookies they store (the `cookie_store` crate):
+    // those lines are the client's, not the portal's.
+    let logs: String = captured_logs()
+        .lines()
+        .filter(|l| !l.contains(" cookie_store::"))
+        .collect::<Vec<_>>()
+        .join("\n");
     assert!(
         logs.contains("connection established"),
         "logs were captured at trace level"
@@ -148,6 +190,8 @@ async fn no_secret_appears_in_logs_pages_api_bodies_or_the_database_dump() {
     );
     let dump = String::from_utf8_lossy(&dump.stdout).into_owned();
     assert!(dump.contains("connection_events"));
+    // The admin's session is in the dump, under the digest of its id only.
+    assert!(dump.contains(&stored_session_id(&admin_session)));
 
     for secret in &secrets {
         assert!(
@@ -156,12 +200,20 @@ async fn no_secret_appears_in_logs_pages_api_bodies_or_the_database_dump() {
         );
         assert!(
             !logs.contains(secret.as_str()),
-            "a secret appears in the logs"
+            "a secret appears in the logs: {}",
+            logs.lines()
+                .filter(|l| l.contains(secret.as_str()))
+                .take(3)
+                .map(|l| l.replace(secret.as_str(), "<SECRET>"))
+                .collect::<Vec<_>>()
+                .join("\n")
         );
         assert!(
             !dump.contains(secret.as_str()),
             "a secret appears in pg_dump"
         );
+        let hex: String = secret.bytes().map(|b| format!("{b:02x}")).collect();
+        assert!(!dump.contains(&hex), "a secret appears in pg_dump as hex");
         for body in &bodies {
             assert!(
                 !body.contains(secret.as_str()),

@@ -84,7 +84,20 @@ async fn a_flow_started_for_one_user_cannot_finish_for_another_in_the_same_brows
     let callback = app.approve(&authorize).await;
     // The same browser now opens U's link: the session is re-bound.
     let link = app.create_link("u").await;
-    browser.get(&link).send().await.unwrap();
+    let page = browser
+        .get(&link)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        page.contains("id=\"switch-user\""),
+        "the switch is confirmed first"
+    );
+    let r = continue_link(&browser, &link, &page).await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
     assert_rejected(&app, &browser, &callback).await;
     assert_eq!(app.token_calls("smartrecruiters"), 0);
 }

@@ -100,6 +100,24 @@ pub async fn create_admin(
         })
 }
 
+/// Gives an existing admin a new password and signs out their sessions (by bumping the
+/// password epoch); the new epoch.
+pub async fn change_password(
+    pool: &crate::db::Pool,
+    email: &str,
+    password: &SecretString,
+) -> AppResult<i32> {
+    let email = normalize_email(email)
+        .ok_or_else(|| AppError::BadRequest("That is not an email address.".into()))?;
+    check_password_rules(password)?;
+    let hash = hash_password(password)?;
+    let mut conn = pool.acquire().await?;
+    db::admins::set_password(&mut conn, &email, &hash)
+        .await?
+        .map(|(_, epoch)| epoch)
+        .ok_or_else(|| AppError::BadRequest(format!("There is no admin with the email {email}.")))
+}
+
 /// Creates the admin or gives it a new password (the demo's admin).
 pub async fn set_admin(
     pool: &crate::db::Pool,

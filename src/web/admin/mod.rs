@@ -9,6 +9,7 @@ mod connections;
 mod dashboard;
 mod detail;
 mod login;
+mod password;
 mod view;
 
 use askama::Template;
@@ -40,6 +41,7 @@ pub fn router(app: AppState) -> Router<AppState> {
         .merge(detail::router())
         .merge(api_keys::router())
         .merge(login::signed_in_router())
+        .merge(password::router())
         .route_layer(middleware::from_fn_with_state(app, guard));
     Router::new().merge(login::router()).merge(signed_in)
 }
@@ -51,7 +53,18 @@ pub struct AdminSession {
     pub email: String,
     /// Form token for every admin POST.
     csrf: String,
+    /// The admin's password epoch at sign-in: a password change since signs this out.
+    epoch: i32,
+    /// Sign-in time (Unix seconds, the app's clock): the absolute lifetime counts from it.
+    signed_in_at: i64,
+    /// Last request seen (Unix seconds), refreshed at most every [`TOUCH_EVERY`].
+    seen_at: i64,
 }
+
+/// How often a signed-in admin's activity is written back (which also moves the
+/// session row's expiry): often enough for an honest idle timeout, rarely enough not
+/// to write on every page.
+const TOUCH_EVERY: time::Duration = time::Duration::minutes(1);
 
 impl std::fmt::Debug for AdminSession {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -62,12 +75,28 @@ impl std::fmt::Debug for AdminSession {
 }
 
 impl AdminSession {
-    fn new(admin_id: Uuid, email: String) -> Result<Self, AppError> {
+    fn new(
+        admin_id: Uuid,
+        email: String,
+        epoch: i32,
+        now: time::OffsetDateTime,
+    ) -> Result<Self, AppError> {
         Ok(Self {
             admin_id,
             email,
             csrf: crypto::random_token()?,
+            epoch,
+            signed_in_at: now.unix_timestamp(),
+            seen_at: now.unix_timestamp(),
         })
+    }
+
+    /// Whether the session is past its inactivity timeout or its absolute lifetime.
+    fn timed_out(&self, app: &AppState, now: i64) -> bool {
+        let server = &app.settings.server;
+        let idle = time::Duration::hours(server.admin_session_idle_hours).whole_seconds();
+        let max = time::Duration::hours(server.admin_session_max_hours).whole_seconds();
+        now - self.seen_at >= idle || now - self.signed_in_at >= max
     }
 
     fn csrf_matches(&self, presented: &str) -> bool {
@@ -109,21 +138,30 @@ async fn guard(
 }
 
 async fn check(app: &AppState, session: &Session, request: Request) -> Result<Request, Response> {
-    let admin = match session.get::<AdminSession>(KEY).await {
+    let mut admin = match session.get::<AdminSession>(KEY).await {
         Ok(Some(admin)) => admin,
         Ok(None) => return Err(Redirect::to("/admin/login").into_response()),
         Err(e) => return Err(AdminError::from(e).into_response()),
     };
-    // A session outlives nothing: an admin removed meanwhile is signed out.
-    let exists = async {
+    let now = app.clock.now().unix_timestamp();
+    // A session outlives nothing: an admin removed, or whose password changed, since
+    // it signed in is signed out; so is one idle or old past its limits.
+    let epoch = async {
         let mut conn = app.pool.acquire().await?;
-        db::admins::exists(&mut conn, admin.admin_id).await
+        db::admins::password_epoch(&mut conn, admin.admin_id).await
     }
     .await
     .map_err(|e| AdminError::from(e).into_response())?;
-    if !exists {
+    if epoch != Some(admin.epoch) || admin.timed_out(app, now) {
         let _ = session.flush().await;
         return Err(Redirect::to("/admin/login").into_response());
+    }
+    if now - admin.seen_at >= TOUCH_EVERY.whole_seconds() {
+        admin.seen_at = now;
+        session
+            .insert(KEY, &admin)
+            .await
+            .map_err(|e| AdminError::from(e).into_response())?;
     }
     let (mut parts, body) = request.into_parts();
     let body = if matches!(parts.method, Method::GET | Method::HEAD) {
@@ -238,6 +276,8 @@ fn render_status(status: StatusCode, page: &impl Template) -> Response {
         }
     }
 }
+
+pub use login::unlock;
 
 /// How long failed sign-ins are kept: well past the window that counts them.
 pub fn login_failures_kept() -> time::Duration {
