@@ -103,6 +103,9 @@ pub struct ServerSettings {
     /// Behind a reverse proxy that appends the client's address to `X-Forwarded-For`:
     /// the admin sign-in limit then counts per that address instead of per proxy.
     pub trust_forwarded_for: bool,
+    /// On SIGTERM or Ctrl-C, how long refreshes and code exchanges already under way may
+    /// take to finish and be stored, in seconds (default: twice `http_timeout_secs` + 5).
+    pub drain_deadline_secs: Option<u64>,
 }
 
 impl Default for ServerSettings {
@@ -114,6 +117,7 @@ impl Default for ServerSettings {
             http_timeout_secs: 10,
             session_hours: 24,
             trust_forwarded_for: false,
+            drain_deadline_secs: None,
         }
     }
 }
@@ -231,6 +235,15 @@ pub struct Settings {
 impl Settings {
     pub fn http_timeout(&self) -> Duration {
         Duration::from_secs(self.server.http_timeout_secs)
+    }
+
+    /// How long shutdown waits for work that already reached a provider.
+    pub fn drain_deadline(&self) -> Duration {
+        Duration::from_secs(
+            self.server
+                .drain_deadline_secs
+                .unwrap_or(2 * self.server.http_timeout_secs + 5),
+        )
     }
 
     pub fn provider(&self, id: &str) -> Option<&Provider> {

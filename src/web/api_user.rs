@@ -64,7 +64,44 @@ pub async fn authorize(
     Ok((tokens, established))
 }
 
+/// Connects on its own task: a browser that goes away does not lose a grant the
+/// headless login may already have created.
 pub async fn connect(
+    app: &AppState,
+    provider: &Provider,
+    user: &EndUserSession,
+    ctx: Context,
+    reconnecting: Option<Uuid>,
+    login: ApiUserLogin<'_>,
+) -> AppResult<()> {
+    let task = app.clone();
+    let provider_id = provider.id.clone();
+    let user = user.clone();
+    let (username, password, remember) = (
+        login.username.to_string(),
+        login.password,
+        login.remember,
+    );
+    let label = format!(
+        "API-user connect for {}, end user {}",
+        provider.id, user.end_user_id
+    );
+    crate::custody::join(app.custody.spawn(label, async move {
+        let provider = task
+            .settings
+            .provider(&provider_id)
+            .ok_or(AppError::NotFound)?;
+        let login = ApiUserLogin {
+            username: &username,
+            password,
+            remember,
+        };
+        connect_here(&task, provider, &user, ctx, reconnecting, login).await
+    }))
+    .await?
+}
+
+async fn connect_here(
     app: &AppState,
     provider: &Provider,
     user: &EndUserSession,

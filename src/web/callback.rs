@@ -15,7 +15,7 @@ use crate::db;
 use crate::error::{AppError, AppResult, ErrorPage};
 use crate::grants::{self, NewConnection};
 use crate::oauth::callback_params::CallbackParams;
-use crate::oauth::establish;
+use crate::oauth::{establish, revoke};
 use crate::oauth::token::{self, Grant, TokenError};
 use crate::providers::{Context, Kind, Provider};
 
@@ -104,35 +104,27 @@ async fn callback(
         )?),
         None => None,
     };
-    let redirect_uri = app.settings.redirect_uri(&provider.id);
-    let grant = Grant::Code {
-        code,
-        redirect_uri: &redirect_uri,
-        verifier: verifier.as_deref(),
+    // From the exchange on, the work runs on its own task: a browser that goes away
+    // does not lose a code already spent at the provider, nor the grant it brought.
+    let exchange = Exchange {
+        provider_id: provider.id.clone(),
+        ctx,
+        code: code.to_string(),
+        verifier,
+        end_user_id: pending.end_user_id,
+        existing_id: pending.existing_connection_id,
+        reconnecting: pending.connection_id,
     };
-    let tokens = token::request(&app.http, provider, &ctx, grant, app.clock.now())
-        .await
-        .map_err(|e| upstream_failure(provider, "code exchange", e))?;
-    let established = establish::after_exchange(&app.http, provider, ctx, &tokens)
-        .await
-        .map_err(|e| upstream_failure(provider, "post-exchange", e))?;
-    if let Some(reconnecting) = pending.connection_id {
-        ensure_same_account(&app, provider, reconnecting, &established.account).await?;
-    }
-    grants::store(
-        &app,
-        NewConnection {
-            provider,
-            end_user_id: pending.end_user_id,
-            existing_id: pending.existing_connection_id,
-            tokens: &tokens,
-            established: &established,
-            credentials: None,
-            actor: "end_user",
-        },
+    let label = format!(
+        "code exchange for {}, end user {}",
+        provider.id, pending.end_user_id
+    );
+    let task = app.clone();
+    crate::custody::join(
+        app.custody
+            .spawn(label, async move { exchange_and_store(&task, exchange).await }),
     )
-    .await?;
-    tracing::info!(provider = %provider.id, "connection established");
+    .await??;
 
     let target = pending
         .context
@@ -142,6 +134,84 @@ async fn callback(
         .map(String::from)
         .unwrap_or_else(|| format!("/connect?connected={}", provider.id));
     Ok(Redirect::to(&target).into_response())
+}
+
+/// What the detached part of a callback needs (secrets included: never logged).
+struct Exchange {
+    provider_id: String,
+    ctx: Context,
+    code: String,
+    verifier: Option<String>,
+    end_user_id: uuid::Uuid,
+    existing_id: Option<uuid::Uuid>,
+    reconnecting: Option<uuid::Uuid>,
+}
+
+/// Code exchange, the provider's post-steps and who-am-I, then the store.
+async fn exchange_and_store(app: &AppState, x: Exchange) -> AppResult<()> {
+    let provider = app
+        .settings
+        .provider(&x.provider_id)
+        .ok_or(AppError::NotFound)?;
+    let redirect_uri = app.settings.redirect_uri(&provider.id);
+    let grant = Grant::Code {
+        code: &x.code,
+        redirect_uri: &redirect_uri,
+        verifier: x.verifier.as_deref(),
+    };
+    let tokens = token::request(&app.http, provider, &x.ctx, grant, app.clock.now())
+        .await
+        .map_err(|e| upstream_failure(provider, "code exchange", e))?;
+    let established =
+        match establish::after_exchange(&app.http, provider, x.ctx.clone(), &tokens).await {
+            Ok(established) => established,
+            Err(e) => {
+                // The grant exists at the provider but will not be stored: end it there.
+                discard_grant(app, provider, &x.ctx, &tokens).await;
+                return Err(upstream_failure(provider, "post-exchange", e));
+            }
+        };
+    if let Some(reconnecting) = x.reconnecting {
+        ensure_same_account(app, provider, reconnecting, &established.account).await?;
+    }
+    grants::store(
+        app,
+        NewConnection {
+            provider,
+            end_user_id: x.end_user_id,
+            existing_id: x.existing_id,
+            tokens: &tokens,
+            established: &established,
+            credentials: None,
+            actor: "end_user",
+        },
+    )
+    .await?;
+    tracing::info!(provider = %provider.id, "connection established");
+    Ok(())
+}
+
+/// Revokes a grant that will not be kept, where the provider can revoke; a failure is
+/// logged (the grant then lapses at the provider on its own terms).
+pub(crate) async fn discard_grant(
+    app: &AppState,
+    provider: &Provider,
+    ctx: &Context,
+    tokens: &token::TokenSet,
+) {
+    if !revoke::supported(provider) {
+        return;
+    }
+    let token = tokens
+        .refresh_token
+        .as_ref()
+        .unwrap_or(&tokens.access_token);
+    match revoke::revoke(&app.http, provider, ctx, token).await {
+        Ok(()) => tracing::info!(provider = %provider.id, "unused grant revoked at the provider"),
+        Err(e) => {
+            tracing::warn!(provider = %provider.id, error = %e, "unused grant could not be revoked")
+        }
+    }
 }
 
 /// A reconnect link repairs one connection: a different upstream account is refused.
