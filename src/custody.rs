@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -27,6 +28,8 @@ struct Inner {
     next_id: AtomicU64,
     /// What each task in flight is doing, for the log of work cut off (never a secret).
     in_flight: Mutex<BTreeMap<u64, String>>,
+    /// Woken whenever a task ends.
+    ended: Notify,
 }
 
 /// Removes a task's label when the task ends, however it ends.
@@ -38,6 +41,7 @@ struct Label {
 impl Drop for Label {
     fn drop(&mut self) {
         self.custody.labels().remove(&self.id);
+        self.custody.0.ended.notify_waiters();
     }
 }
 
@@ -81,6 +85,19 @@ impl Custody {
     /// How many tracked tasks are in flight.
     pub fn in_flight(&self) -> usize {
         self.0.tracker.len()
+    }
+
+    /// Waits until no detached work is in flight (tests wait on this, not on time).
+    pub async fn settled(&self) {
+        loop {
+            let ended = self.0.ended.notified();
+            tokio::pin!(ended);
+            ended.as_mut().enable();
+            if self.labels().is_empty() {
+                return;
+            }
+            ended.await;
+        }
     }
 
     /// The drain has started: `/readyz` answers 503 from now on.

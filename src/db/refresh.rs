@@ -365,7 +365,10 @@ pub async fn providers_backing_off(
     )
     .fetch_all(conn)
     .await?;
-    Ok(rows.into_iter().map(|r| (r.provider, r.fingerprint)).collect())
+    Ok(rows
+        .into_iter()
+        .map(|r| (r.provider, r.fingerprint))
+        .collect())
 }
 
 /// Disconnect: tokens wiped, row and history kept as `revoked`.

@@ -91,10 +91,8 @@ async fn backing_off(
     force: bool,
 ) -> Option<Result<Credential, LifecycleError>> {
     let left = row.retry_in_secs.filter(|s| *s > 0)?;
-    let still_valid = row.access_token.is_some()
-        && row
-            .access_expires_at
-            .is_none_or(|at| at > app.clock.now());
+    let still_valid =
+        row.access_token.is_some() && row.access_expires_at.is_none_or(|at| at > app.clock.now());
     if still_valid && !force {
         return Some(build(app, row).await);
     }

@@ -4,8 +4,6 @@
 
 use std::time::{Duration as StdDuration, Instant};
 
-use rand::Rng;
-use secrecy::{ExposeSecret, SecretString};
 use super::LifecycleError;
 use super::credential::{Credential, build, fresh, load, usable};
 use crate::AppState;
@@ -16,6 +14,8 @@ use crate::oauth::establish;
 use crate::oauth::token::{self, Grant, TokenError, TokenSet};
 use crate::providers::{Context, Kind, Provider, bullhorn};
 use crate::web::api_user::{self, StoredCredentials};
+use rand::Rng;
+use secrecy::{ExposeSecret, SecretString};
 
 const WAIT_STEP: StdDuration = StdDuration::from_millis(50);
 

@@ -231,9 +231,8 @@ fn parse_retry_after(value: &str) -> Option<Duration> {
         // Too many digits for a u64 is still "a very long time".
         value.parse::<u64>().unwrap_or(u64::MAX)
     } else {
-        let at =
-            time::OffsetDateTime::parse(value, &time::format_description::well_known::Rfc2822)
-                .ok()?;
+        let at = time::OffsetDateTime::parse(value, &time::format_description::well_known::Rfc2822)
+            .ok()?;
         (at - OffsetDateTime::now_utc()).whole_seconds().max(0) as u64
     };
     if secs > MAX_RETRY_AFTER_SECS {
@@ -253,7 +252,10 @@ fn expiry(now: OffsetDateTime, issued_at: OffsetDateTime, expires_in: i64) -> Of
     match issued_at.checked_add(time::Duration::seconds(expires_in)) {
         Some(at) if (earliest..=latest).contains(&at) => at,
         at => {
-            tracing::warn!(expires_in, "provider's token lifetime is out of range; clamped");
+            tracing::warn!(
+                expires_in,
+                "provider's token lifetime is out of range; clamped"
+            );
             at.map_or(if expires_in < 0 { earliest } else { latest }, |at| {
                 at.clamp(earliest, latest)
             })
@@ -390,7 +392,8 @@ mod tests {
         assert_eq!(
             hurdlr.expires_at.map(|t| t.unix_timestamp()),
             Some(1599065168 + 7776000)
-        );    }
+        );
+    }
 
     #[test]
     fn overflowing_numbers_are_clamped_not_a_panic() {

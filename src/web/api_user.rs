@@ -77,11 +77,8 @@ pub async fn connect(
     let task = app.clone();
     let provider_id = provider.id.clone();
     let user = user.clone();
-    let (username, password, remember) = (
-        login.username.to_string(),
-        login.password,
-        login.remember,
-    );
+    let (username, password, remember) =
+        (login.username.to_string(), login.password, login.remember);
     let label = format!(
         "API-user connect for {}, end user {}",
         provider.id, user.end_user_id

@@ -15,8 +15,8 @@ use crate::db;
 use crate::error::{AppError, AppResult, ErrorPage};
 use crate::grants::{self, NewConnection};
 use crate::oauth::callback_params::CallbackParams;
-use crate::oauth::{establish, revoke};
 use crate::oauth::token::{self, Grant, TokenError};
+use crate::oauth::{establish, revoke};
 use crate::providers::{Context, Kind, Provider};
 
 pub fn router() -> Router<AppState> {
@@ -120,10 +120,9 @@ async fn callback(
         provider.id, pending.end_user_id
     );
     let task = app.clone();
-    crate::custody::join(
-        app.custody
-            .spawn(label, async move { exchange_and_store(&task, exchange).await }),
-    )
+    crate::custody::join(app.custody.spawn(label, async move {
+        exchange_and_store(&task, exchange).await
+    }))
     .await??;
 
     let target = pending

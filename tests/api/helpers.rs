@@ -77,6 +77,8 @@ pub struct TestApp {
     pub clock: Clock,
     pub state: AppState,
     pub database_url: String,
+    /// The encryption key entry (for `keyhaven serve` processes on the same database).
+    pub keys: String,
     /// The tests' own connections, for looking at and changing rows directly.
     db: PgPool,
 }
@@ -151,6 +153,7 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
         state,
         db: PgPool::connect(&database_url).await.unwrap(),
         database_url,
+        keys,
     }
 }
 
@@ -306,10 +309,16 @@ impl TestApp {
 
     /// Another `serve` instance on the same database and sandbox; returns its URL.
     pub async fn second_instance(&self) -> String {
+        self.second_instance_with(|_| {}).await
+    }
+
+    /// Another instance whose settings differ by `tweak`.
+    pub async fn second_instance_with(&self, tweak: fn(&mut keyhaven::Settings)) -> String {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let mut settings = self.state.settings.clone();
         settings.server.listen = addr;
+        tweak(&mut settings);
         let pool = keyhaven::db::connect_and_migrate(&self.database_url, 10)
             .await
             .unwrap();
