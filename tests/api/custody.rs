@@ -437,14 +437,24 @@ async fn serve_drains_a_slow_rotating_refresh_on_sigterm_then_exits_0() {
     let app = spawn_app().await;
     let key = app.api_key().await;
     let (_, id) = app.connected("sigterm", "smartrecruiters").await;
+    let (_, by_api) = app.connected("sigterm-api", "smartrecruiters").await;
     let before = access_token(&app, &key, id).await;
-    let mut serve = Serve::start(&app, None, &[]).await;
-    app.sandbox
-        .add_fault(rotate_then_answer_late(FaultTarget::Refresh));
-    // Forced: the process's own clock still finds the token fresh.
-    let r = {
+    let mut serve = Serve::start(&app, None, &[("KEYHAVEN_REFRESHER__INTERVAL_SECS", "1")]).await;
+    // The background refresher takes one connection, a backend asks for the other; the
+    // provider rotates both grants and answers late.
+    app.sandbox.add_fault(Fault {
+        times: 2,
+        ..rotate_then_answer_late(FaultTarget::Refresh)
+    });
+    sqlx::query("UPDATE connections SET next_refresh_at = now() WHERE id = $1")
+        .bind(id)
+        .execute(app.pool())
+        .await
+        .unwrap();
+    app.sandbox.wait_for("smartrecruiters.refreshed", 1).await;
+    let caller = {
         let url = format!(
-            "{}/api/v1/connections/{id}/credentials?force_refresh=true",
+            "{}/api/v1/connections/{by_api}/credentials?force_refresh=true",
             serve.url
         );
         let key = key.clone();
@@ -456,21 +466,23 @@ async fn serve_drains_a_slow_rotating_refresh_on_sigterm_then_exits_0() {
                 .await
         })
     };
-    app.sandbox.wait_for("smartrecruiters.refreshed", 1).await;
+    app.sandbox.wait_for("smartrecruiters.refreshed", 2).await;
     serve.terminate();
     let status = serve.exit().await;
     assert_eq!(status.code(), Some(0), "{}", serve.output());
     assert!(serve.output().contains("draining"), "{}", serve.output());
-    // The caller was answered before the process left.
-    assert_eq!(r.await.unwrap().unwrap().status(), StatusCode::OK);
+    // The backend was answered before the process left.
+    assert_eq!(caller.await.unwrap().unwrap().status(), StatusCode::OK);
     let after = access_token(&app, &key, id).await;
-    assert_ne!(after, before);
-    // Started again: active, and its next refresh presents the new refresh token.
+    assert_ne!(after, before, "the background refresh was stored");
+    // Started again: active, and the next refreshes present the new refresh tokens.
     let mut again = Serve::start(&app, None, &[]).await;
-    assert_eq!(app.status_of(id).await, "active");
-    let r = app.credentials(&again.url, &key, id, true).await;
-    assert_eq!(r.status(), StatusCode::OK);
-    assert_eq!(app.sandbox.counter("smartrecruiters.refreshed"), 2);
+    for connection in [id, by_api] {
+        assert_eq!(app.status_of(connection).await, "active");
+        let r = app.credentials(&again.url, &key, connection, true).await;
+        assert_eq!(r.status(), StatusCode::OK);
+    }
+    assert_eq!(app.sandbox.counter("smartrecruiters.refreshed"), 4);
     assert_eq!(app.sandbox.dead_refresh_token_uses(), 0);
     assert_eq!(app.sandbox.max_refresh_token_uses(), 1);
     again.terminate();
