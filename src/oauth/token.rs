@@ -245,20 +245,20 @@ fn parse_retry_after(value: &str) -> Option<Duration> {
     Some(Duration::from_secs(secs.min(MAX_RETRY_AFTER_SECS)))
 }
 
-/// `issued_at + expires_in`, kept within 400 days of `now`: numbers that would overflow,
-/// or lie that far away, are clamped with a warning (never a panic).
+/// `issued_at + expires_in`, at most 400 days from `now`: numbers that would overflow, or
+/// reach further, are clamped with a warning (never a panic). An expiry in the past stays
+/// (the token is simply expired; one that overflows backwards expires now).
 fn expiry(now: OffsetDateTime, issued_at: OffsetDateTime, expires_in: i64) -> OffsetDateTime {
-    let (earliest, latest) = (now - MAX_EXPIRY, now + MAX_EXPIRY);
+    let latest = now + MAX_EXPIRY;
     match issued_at.checked_add(time::Duration::seconds(expires_in)) {
-        Some(at) if (earliest..=latest).contains(&at) => at,
+        Some(at) if at <= latest => at,
         at => {
-            tracing::warn!(
-                expires_in,
-                "provider's token lifetime is out of range; clamped"
-            );
-            at.map_or(if expires_in < 0 { earliest } else { latest }, |at| {
-                at.clamp(earliest, latest)
-            })
+            tracing::warn!(expires_in, "provider's token lifetime is out of range; clamped");
+            match at {
+                Some(_) => latest,
+                None if expires_in < 0 => now,
+                None => latest,
+            }
         }
     }
 }
@@ -412,7 +412,7 @@ mod tests {
             now(),
         )
         .expect("accepted");
-        assert_eq!(past.expires_at, Some(now() - time::Duration::days(400)));
+        assert_eq!(past.expires_at, Some(now()));
         let created = classify(
             StatusCode::OK,
             None,

@@ -173,7 +173,7 @@ async fn exchange_and_store(app: &AppState, x: Exchange) -> AppResult<()> {
     if let Some(reconnecting) = x.reconnecting {
         ensure_same_account(app, provider, reconnecting, &established.account).await?;
     }
-    grants::store(
+    let stored = grants::store(
         app,
         NewConnection {
             provider,
@@ -185,7 +185,11 @@ async fn exchange_and_store(app: &AppState, x: Exchange) -> AppResult<()> {
             actor: "end_user",
         },
     )
-    .await?;
+    .await;
+    if let Err(e) = stored {
+        discard_grant(app, provider, &established.ctx, &tokens).await;
+        return Err(e);
+    }
     tracing::info!(provider = %provider.id, "connection established");
     Ok(())
 }
