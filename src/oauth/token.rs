@@ -253,7 +253,10 @@ fn expiry(now: OffsetDateTime, issued_at: OffsetDateTime, expires_in: i64) -> Of
     match issued_at.checked_add(time::Duration::seconds(expires_in)) {
         Some(at) if at <= latest => at,
         at => {
-            tracing::warn!(expires_in, "provider's token lifetime is out of range; clamped");
+            tracing::warn!(
+                expires_in,
+                "provider's token lifetime is out of range; clamped"
+            );
             match at {
                 Some(_) => latest,
                 None if expires_in < 0 => now,
