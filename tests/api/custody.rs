@@ -567,3 +567,97 @@ async fn two_serve_processes_with_clocks_minutes_apart_refresh_exactly_once() {
     assert_eq!(app.sandbox.dead_refresh_token_uses(), 0);
     assert_eq!(app.sandbox.max_refreshes_in_flight(), 1);
 }
+
+#[tokio::test]
+async fn bullhorn_post_steps_outlive_their_caller_and_extend_the_lease() {
+    let app = spawn_app_with(Options {
+        bullhorn_api_user: true,
+        ..Options::default()
+    })
+    .await;
+    let password = "api-user-password-0123456789";
+    app.sandbox
+        .add_bullhorn_user("api.user", password, "east")
+        .unwrap();
+    let browser = app.user_browser("bh-custody").await;
+    let csrf = app.csrf(&browser).await;
+    // The REST login is slow and the browser goes away meanwhile: still connected.
+    app.sandbox.add_fault(fault(
+        "bullhorn",
+        FaultTarget::RestLogin,
+        FaultEffect::Latency { ms: 1_000 },
+    ));
+    let url = format!("{}/connect/bullhorn", app.url);
+    let closing = {
+        let browser = browser.clone();
+        tokio::spawn(async move {
+            browser
+                .post(url)
+                .form(&[
+                    ("csrf", csrf.as_str()),
+                    ("username", "api.user"),
+                    ("password", password),
+                    ("remember", "yes"),
+                ])
+                .send()
+                .await
+        })
+    };
+    app.sandbox.wait_for("bullhorn.rest_login", 1).await;
+    closing.abort();
+    assert!(closing.await.unwrap_err().is_cancelled());
+    app.state.custody.settled().await;
+    assert_eq!(app.connection_count().await, 1);
+    let id: uuid::Uuid = sqlx::query_scalar("SELECT id FROM connections")
+        .fetch_one(app.pool())
+        .await
+        .unwrap();
+    assert_eq!(app.status_of(id).await, "active");
+    // A refresh whose token call is slow: before the REST login the lease runs for a
+    // full term again (by the database's clock).
+    app.sandbox.add_fault(fault(
+        "bullhorn",
+        FaultTarget::Refresh,
+        FaultEffect::Latency { ms: 1_500 },
+    ));
+    app.sandbox.add_fault(fault(
+        "bullhorn",
+        FaultTarget::RestLogin,
+        FaultEffect::Latency { ms: 1_000 },
+    ));
+    let key = app.api_key().await;
+    let refreshing = {
+        let url = format!(
+            "{}/api/v1/connections/{id}/credentials?force_refresh=true",
+            app.url
+        );
+        tokio::spawn(async move {
+            reqwest::Client::new()
+                .get(url)
+                .bearer_auth(key)
+                .send()
+                .await
+        })
+    };
+    // The lease as claimed, read while the provider is still being asked.
+    app.sandbox
+        .wait_for("bullhorn.token.refresh_token", 1)
+        .await;
+    let claimed: Option<time::OffsetDateTime> =
+        sqlx::query_scalar("SELECT lease_until FROM connections")
+            .fetch_one(app.pool())
+            .await
+            .unwrap();
+    let claimed = claimed.expect("leased during the refresh");
+    app.sandbox.wait_for("bullhorn.rest_login", 2).await;
+    let extended: time::OffsetDateTime = sqlx::query_scalar("SELECT lease_until FROM connections")
+        .fetch_one(app.pool())
+        .await
+        .unwrap();
+    assert!(
+        extended >= claimed + time::Duration::milliseconds(1_400),
+        "extended by the time the token call took: {claimed} → {extended}"
+    );
+    assert_eq!(refreshing.await.unwrap().unwrap().status(), StatusCode::OK);
+    assert_eq!(app.sandbox.dead_refresh_token_uses(), 0);
+}
