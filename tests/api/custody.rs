@@ -661,3 +661,19 @@ async fn bullhorn_post_steps_outlive_their_caller_and_extend_the_lease() {
     assert_eq!(refreshing.await.unwrap().unwrap().status(), StatusCode::OK);
     assert_eq!(app.sandbox.dead_refresh_token_uses(), 0);
 }
+
+#[tokio::test]
+async fn readyz_answers_503_from_the_start_of_the_drain() {
+    use tower::ServiceExt;
+    let app = spawn_app().await;
+    let r = reqwest::get(format!("{}/readyz", app.url)).await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    // The listener closes as the drain starts, so ask the route itself.
+    app.state.custody.begin_drain();
+    let readyz = keyhaven::web::health::router().with_state(app.state.clone());
+    let request = axum::http::Request::get("/readyz")
+        .body(axum::body::Body::empty())
+        .unwrap();
+    let r = readyz.oneshot(request).await.unwrap();
+    assert_eq!(r.status(), axum::http::StatusCode::SERVICE_UNAVAILABLE);
+}
