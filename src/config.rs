@@ -127,6 +127,9 @@ pub struct ServerSettings {
     pub trust_forwarded_for: bool,
     /// Accept plain-http provider hosts, and then only on loopback (the sandbox, tests).
     pub allow_insecure_provider_hosts: bool,
+    /// On SIGTERM or Ctrl-C, how long refreshes and code exchanges already under way may
+    /// take to finish and be stored, in seconds (default: twice `http_timeout_secs` + 5).
+    pub drain_deadline_secs: Option<u64>,
 }
 
 impl Default for ServerSettings {
@@ -141,6 +144,7 @@ impl Default for ServerSettings {
             admin_session_max_hours: 12,
             trust_forwarded_for: false,
             allow_insecure_provider_hosts: false,
+            drain_deadline_secs: None,
         }
     }
 }
@@ -262,6 +266,15 @@ pub struct Settings {
 impl Settings {
     pub fn http_timeout(&self) -> Duration {
         Duration::from_secs(self.server.http_timeout_secs)
+    }
+
+    /// How long shutdown waits for work that already reached a provider.
+    pub fn drain_deadline(&self) -> Duration {
+        Duration::from_secs(
+            self.server
+                .drain_deadline_secs
+                .unwrap_or(2 * self.server.http_timeout_secs + 5),
+        )
     }
 
     pub fn provider(&self, id: &str) -> Option<&Provider> {

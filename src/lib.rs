@@ -5,6 +5,7 @@ pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod crypto;
+pub mod custody;
 pub mod db;
 pub mod error;
 pub mod grants;
@@ -45,6 +46,8 @@ pub struct Inner {
     pub instance_id: String,
     pub refresh_locks: lifecycle::RefreshLocks,
     pub api_keys: web::api_keys::ApiKeyCache,
+    /// Refreshes and code exchanges running on their own tasks; drained at shutdown.
+    pub custody: custody::Custody,
 }
 
 impl std::ops::Deref for AppState {
@@ -66,6 +69,7 @@ impl AppState {
             instance_id,
             refresh_locks: lifecycle::RefreshLocks::default(),
             api_keys: web::api_keys::ApiKeyCache::default(),
+            custody: custody::Custody::default(),
         })))
     }
 }
@@ -89,6 +93,13 @@ pub(crate) fn without_nagle(
         let _ = tcp.set_nodelay(true);
     }
     listener.tap_io(no_delay as fn(&mut tokio::net::TcpStream))
+}
+
+/// Shutdown reached its drain deadline with work still running (each piece logged).
+#[derive(Debug, thiserror::Error)]
+#[error("{count} refreshes or code exchanges were cut off at the drain deadline")]
+pub struct DrainCutOff {
+    pub count: usize,
 }
 
 /// A bound, ready-to-run portal.
@@ -146,30 +157,68 @@ impl Application {
         &self.state
     }
 
-    /// Serves until `shutdown` resolves, then drains in-flight requests.
+    /// Serves until `shutdown` resolves, then drains: stops accepting and claiming, lets
+    /// requests, refreshes and code exchanges under way finish within the drain deadline.
+    /// An error [`DrainCutOff`] means work was still running at the deadline.
     pub async fn run_until(
         self,
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
-        let housekeeping = tokio::spawn(web::housekeeping(self.state.clone(), self.store.clone()));
-        let refresher = self
-            .state
+        let state = self.state.clone();
+        let custody = state.custody.clone();
+        let housekeeping = tokio::spawn(web::housekeeping(state.clone(), self.store.clone()));
+        let refresher = state
             .settings
             .refresher
             .enabled
-            .then(|| tokio::spawn(lifecycle::refresher::run(self.state.clone())));
+            .then(|| tokio::spawn(lifecycle::refresher::run(state.clone())));
         let app = web::router(self.state, self.store);
         // The peer address identifies a client for the admin sign-in limit.
-        let result = axum::serve(
+        let server = axum::serve(
             without_nagle(self.listener),
             app.into_make_service_with_connect_info::<SocketAddr>(),
         )
-        .with_graceful_shutdown(shutdown)
-        .await;
-        housekeeping.abort();
-        if let Some(task) = refresher {
-            task.abort();
+        .with_graceful_shutdown(custody.stopped());
+        let mut server = tokio::spawn(async move { server.await });
+        tokio::select! {
+            result = &mut server => {
+                housekeeping.abort();
+                return match result {
+                    Ok(result) => Ok(result?),
+                    Err(e) => Err(e.into()),
+                };
+            }
+            () = shutdown => {}
         }
-        Ok(result?)
+        let deadline = state.settings.drain_deadline();
+        tracing::info!(
+            in_flight = custody.in_flight(),
+            deadline_secs = deadline.as_secs(),
+            "draining: no new requests or claims; waiting for work under way"
+        );
+        custody.begin_drain();
+        housekeeping.abort();
+        let started = tokio::time::Instant::now();
+        if let Some(task) = refresher {
+            // It stops at its next look; the refreshes it started are tracked by custody.
+            let _ = tokio::time::timeout(deadline, task).await;
+        }
+        let left = deadline.saturating_sub(started.elapsed());
+        // Requests in flight end on their own (their work is tracked), bounded by the deadline.
+        let _ = tokio::time::timeout(left, server).await;
+        let cut_off = custody
+            .drain(deadline.saturating_sub(started.elapsed()))
+            .await;
+        if cut_off.is_empty() {
+            tracing::info!("drained; exiting");
+            return Ok(());
+        }
+        for work in &cut_off {
+            tracing::error!(work = %work, "shutdown deadline reached; work cut off");
+        }
+        Err(DrainCutOff {
+            count: cut_off.len(),
+        }
+        .into())
     }
 }

@@ -14,6 +14,11 @@ fn main() -> ExitCode {
     };
     match runtime.block_on(keyhaven::cli::run(cli)) {
         Ok(()) => ExitCode::SUCCESS,
+        // EX_TEMPFAIL: shutdown cut off work under way (logged by connection id).
+        Err(e) if e.downcast_ref::<keyhaven::DrainCutOff>().is_some() => {
+            eprintln!("keyhaven: {e:#}");
+            ExitCode::from(75)
+        }
         Err(e) => {
             eprintln!("keyhaven: {e:#}");
             ExitCode::FAILURE

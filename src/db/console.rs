@@ -62,13 +62,15 @@ pub struct Alarm {
     pub provider: String,
     pub kind: String,
     pub detail: Option<String>,
+    /// When it was last seen.
     pub at: OffsetDateTime,
+    pub count: i64,
 }
 
 pub async fn recent_alarms(conn: &mut PgConnection, limit: i64) -> sqlx::Result<Vec<Alarm>> {
     sqlx::query_as!(
         Alarm,
-        "SELECT provider, kind, detail, at FROM provider_alarms ORDER BY at DESC, id DESC LIMIT $1",
+        "SELECT provider, kind, detail, last_seen AS at, count FROM provider_alarms ORDER BY last_seen DESC, provider, kind LIMIT $1",
         limit
     )
     .fetch_all(conn)

@@ -24,6 +24,8 @@ pub struct GrantRow {
     pub lease_until: Option<OffsetDateTime>,
     pub version: i64,
     pub refresh_failures: i32,
+    /// Seconds left of a degraded connection's backoff, by the database's clock.
+    pub retry_in_secs: Option<i64>,
 }
 
 pub async fn load(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<Option<GrantRow>> {
@@ -31,7 +33,9 @@ pub async fn load(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<Option<Gran
         GrantRow,
         r#"SELECT id, end_user_id, provider, status, account_id, metadata, access_token, refresh_token,
                   provider_session, provider_credentials, access_expires_at, refresh_expires_at,
-                  lease_until, version, refresh_failures
+                  lease_until, version, refresh_failures,
+                  CASE WHEN status = 'degraded' AND next_refresh_at > now()
+                       THEN ceil(extract(epoch FROM next_refresh_at - now()))::bigint END AS retry_in_secs
            FROM connections WHERE id = $1"#,
         id
     )
@@ -39,29 +43,50 @@ pub async fn load(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<Option<Gran
     .await
 }
 
-/// Claims the refresh lease unless another instance holds a live one; returns the row
-/// as it is now (re-read under the claim).
+/// Claims the refresh lease for `lease_secs` unless another instance holds a live one;
+/// returns the row as it is now (re-read under the claim). Leases are timed by the
+/// database's clock, so instances whose clocks differ still agree on who holds one.
 pub async fn claim_lease(
     conn: &mut PgConnection,
     id: Uuid,
     owner: &str,
-    now: OffsetDateTime,
-    until: OffsetDateTime,
+    lease_secs: i64,
 ) -> sqlx::Result<Option<GrantRow>> {
     sqlx::query_as!(
         GrantRow,
-        r#"UPDATE connections SET lease_until = $4, lease_owner = $2
-           WHERE id = $1 AND (lease_until IS NULL OR lease_until < $3)
+        r#"UPDATE connections SET lease_until = now() + $3 * interval '1 second', lease_owner = $2
+           WHERE id = $1 AND (lease_until IS NULL OR lease_until < now())
            RETURNING id, end_user_id, provider, status, account_id, metadata, access_token, refresh_token,
                      provider_session, provider_credentials, access_expires_at, refresh_expires_at,
-                     lease_until, version, refresh_failures"#,
+                     lease_until, version, refresh_failures,
+                     CASE WHEN status = 'degraded' AND next_refresh_at > now()
+                          THEN ceil(extract(epoch FROM next_refresh_at - now()))::bigint END AS retry_in_secs"#,
         id,
         owner,
-        now,
-        until
+        lease_secs as f64
     )
     .fetch_optional(conn)
     .await
+}
+
+/// Extends a lease this instance holds (before a long post-step); false if it no longer
+/// holds it.
+pub async fn extend_lease(
+    conn: &mut PgConnection,
+    id: Uuid,
+    owner: &str,
+    lease_secs: i64,
+) -> sqlx::Result<bool> {
+    let done = sqlx::query!(
+        r#"UPDATE connections SET lease_until = now() + $3 * interval '1 second'
+           WHERE id = $1 AND lease_owner = $2"#,
+        id,
+        owner,
+        lease_secs as f64
+    )
+    .execute(conn)
+    .await?;
+    Ok(done.rows_affected() == 1)
 }
 
 pub async fn release_lease(conn: &mut PgConnection, id: Uuid, owner: &str) -> sqlx::Result<()> {
@@ -76,33 +101,38 @@ pub async fn release_lease(conn: &mut PgConnection, id: Uuid, owner: &str) -> sq
 }
 
 /// Claims up to `limit` connections due for a background refresh, skipping rows another
-/// instance is claiming right now; returns them as claimed.
+/// instance is claiming right now; returns them as claimed. A healthy connection is due
+/// by `now` (the injectable clock: its schedule comes from token lifetimes); a degraded
+/// one only once its backoff has passed by the database's clock, which also times leases.
 pub async fn claim_due(
     conn: &mut PgConnection,
     owner: &str,
     providers: &[String],
     now: OffsetDateTime,
-    until: OffsetDateTime,
+    lease_secs: i64,
     limit: i64,
 ) -> sqlx::Result<Vec<GrantRow>> {
     sqlx::query_as!(
         GrantRow,
-        r#"UPDATE connections SET lease_until = $4, lease_owner = $2
+        r#"UPDATE connections SET lease_until = now() + $4 * interval '1 second', lease_owner = $2
            WHERE id IN (
              SELECT id FROM connections
-             WHERE status IN ('active', 'degraded') AND next_refresh_at <= $3
-               AND (lease_until IS NULL OR lease_until < $3) AND provider = ANY($1)
+             WHERE status IN ('active', 'degraded') AND next_refresh_at <= GREATEST($3, now())
+               AND (status = 'active' OR next_refresh_at <= now())
+               AND (lease_until IS NULL OR lease_until < now()) AND provider = ANY($1)
              ORDER BY next_refresh_at
              LIMIT $5
              FOR UPDATE SKIP LOCKED
            )
            RETURNING id, end_user_id, provider, status, account_id, metadata, access_token, refresh_token,
                      provider_session, provider_credentials, access_expires_at, refresh_expires_at,
-                     lease_until, version, refresh_failures"#,
+                     lease_until, version, refresh_failures,
+                     CASE WHEN status = 'degraded' AND next_refresh_at > now()
+                          THEN ceil(extract(epoch FROM next_refresh_at - now()))::bigint END AS retry_in_secs"#,
         providers,
         owner,
         now,
-        until,
+        lease_secs as f64,
         limit
     )
     .fetch_all(conn)
@@ -126,23 +156,37 @@ pub struct Refreshed<'a> {
     pub actor: &'a str,
     /// False while a post-step (Bullhorn's REST login) still needs the lease.
     pub release_lease: bool,
+    /// Who claimed the lease for this refresh (only that holder's lease is released).
+    pub owner: &'a str,
     pub now: OffsetDateTime,
 }
 
-/// Stores a refresh result unless the grant changed meanwhile (a reconnect wins).
-/// Returns the new version, or `None` if the row had moved on.
+/// What storing a refresh result found.
+pub struct StoredRefresh {
+    pub version: i64,
+    /// Whether this instance still held a live lease when the result was stored.
+    pub held_lease: bool,
+}
+
+/// Stores a refresh result unless the grant changed meanwhile (a reconnect wins): the
+/// fence is the version the refresh started from. A lease that ran out or changed hands
+/// meanwhile is reported, not a reason to drop a grant the provider has already rotated.
+/// Returns `None` if the row had moved on.
 pub async fn store_refreshed(
     conn: &mut PgConnection,
     r: Refreshed<'_>,
-) -> sqlx::Result<Option<i64>> {
-    sqlx::query_scalar!(
-        r#"WITH up AS (
+) -> sqlx::Result<Option<StoredRefresh>> {
+    let row = sqlx::query!(
+        r#"WITH held AS (
+             SELECT (lease_owner IS NOT DISTINCT FROM $14 AND lease_until >= now()) AS held
+             FROM connections WHERE id = $1
+           ), up AS (
              UPDATE connections SET
                status = 'active', access_token = $3, refresh_token = COALESCE($4, refresh_token),
                refresh_expires_at = CASE WHEN $4::bytea IS NULL THEN refresh_expires_at ELSE $8 END,
                provider_session = $5, metadata = $6, access_expires_at = $7, next_refresh_at = $9,
-               lease_until = CASE WHEN $13 THEN NULL ELSE lease_until END,
-               lease_owner = CASE WHEN $13 THEN NULL ELSE lease_owner END,
+               lease_until = CASE WHEN $13 AND lease_owner = $14 THEN NULL ELSE lease_until END,
+               lease_owner = CASE WHEN $13 AND lease_owner = $14 THEN NULL ELSE lease_owner END,
                version = version + 1, last_error = NULL,
                refresh_failures = 0, last_refreshed_at = $10, updated_at = $10
              WHERE id = $1 AND version = $2 AND status <> 'revoked'
@@ -151,7 +195,7 @@ pub async fn store_refreshed(
              INSERT INTO connection_events (connection_id, kind, detail, actor, at)
              SELECT id, $11, NULL, $12, $10 FROM up
            )
-           SELECT version FROM up"#,
+           SELECT up.version, held.held AS "held!" FROM up, held"#,
         r.id,
         r.expected_version,
         r.access_token,
@@ -165,9 +209,14 @@ pub async fn store_refreshed(
         r.event,
         r.actor,
         r.release_lease,
+        r.owner,
     )
     .fetch_optional(conn)
-    .await
+    .await?;
+    Ok(row.map(|row| StoredRefresh {
+        version: row.version,
+        held_lease: row.held,
+    }))
 }
 
 /// The grant is dead: the user must reconnect. Only if nothing replaced it meanwhile.
@@ -199,19 +248,20 @@ pub async fn mark_needs_reconnect(
     Ok(done > 0)
 }
 
-/// A refresh failed for a reason that may pass: keep the token, back off.
+/// A refresh failed for a reason that may pass: keep the token, back off for
+/// `backoff_secs` by the database's clock (nobody calls the provider for it before then).
 pub async fn mark_degraded(
     conn: &mut PgConnection,
     id: Uuid,
     owner: &str,
     reason: &str,
-    retry_at: OffsetDateTime,
+    backoff_secs: i64,
     now: OffsetDateTime,
 ) -> sqlx::Result<()> {
     sqlx::query!(
         r#"WITH up AS (
              UPDATE connections SET status = CASE WHEN status = 'active' THEN 'degraded' ELSE status END,
-                    last_error = $3, next_refresh_at = $4, refresh_failures = refresh_failures + 1,
+                    last_error = $3, next_refresh_at = now() + $4 * interval '1 second', refresh_failures = refresh_failures + 1,
                     lease_until = NULL, lease_owner = NULL, updated_at = $5
              WHERE id = $1 AND lease_owner = $2
              RETURNING id
@@ -221,7 +271,7 @@ pub async fn mark_degraded(
         id,
         owner,
         reason,
-        retry_at,
+        backoff_secs as f64,
         now
     )
     .execute(conn)
@@ -229,6 +279,7 @@ pub async fn mark_degraded(
     Ok(())
 }
 
+/// A provider-level problem: one row per (provider, kind), counted.
 pub async fn record_alarm(
     conn: &mut PgConnection,
     provider: &str,
@@ -237,7 +288,10 @@ pub async fn record_alarm(
     now: OffsetDateTime,
 ) -> sqlx::Result<()> {
     sqlx::query!(
-        "INSERT INTO provider_alarms (provider, kind, detail, at) VALUES ($1, $2, $3, $4)",
+        r#"INSERT INTO provider_alarms (provider, kind, detail, count, first_seen, last_seen)
+           VALUES ($1, $2, $3, 1, $4, $4)
+           ON CONFLICT (provider, kind) DO UPDATE
+             SET count = provider_alarms.count + 1, detail = EXCLUDED.detail, last_seen = EXCLUDED.last_seen"#,
         provider,
         kind,
         detail,
@@ -246,6 +300,75 @@ pub async fn record_alarm(
     .execute(conn)
     .await?;
     Ok(())
+}
+
+/// An alarm that also stops calls with these client credentials for `backoff_secs`
+/// (database clock); credentials with another fingerprint are not held back.
+pub async fn record_alarm_with_backoff(
+    conn: &mut PgConnection,
+    provider: &str,
+    kind: &str,
+    detail: &str,
+    client_fingerprint: &[u8],
+    backoff_secs: i64,
+    now: OffsetDateTime,
+) -> sqlx::Result<()> {
+    sqlx::query!(
+        r#"INSERT INTO provider_alarms
+             (provider, kind, detail, count, first_seen, last_seen, backoff_until, client_fingerprint)
+           VALUES ($1, $2, $3, 1, $4, $4, now() + $6 * interval '1 second', $5)
+           ON CONFLICT (provider, kind) DO UPDATE
+             SET count = provider_alarms.count + 1, detail = EXCLUDED.detail,
+                 last_seen = EXCLUDED.last_seen, backoff_until = EXCLUDED.backoff_until,
+                 client_fingerprint = EXCLUDED.client_fingerprint"#,
+        provider,
+        kind,
+        detail,
+        now,
+        client_fingerprint,
+        backoff_secs as f64
+    )
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Seconds left of a provider-level backoff for these client credentials, if any.
+pub async fn provider_backoff(
+    conn: &mut PgConnection,
+    provider: &str,
+    kind: &str,
+    client_fingerprint: &[u8],
+) -> sqlx::Result<Option<i64>> {
+    let left = sqlx::query_scalar!(
+        r#"SELECT ceil(extract(epoch FROM backoff_until - now()))::bigint AS "left!"
+           FROM provider_alarms
+           WHERE provider = $1 AND kind = $2 AND client_fingerprint = $3 AND backoff_until > now()"#,
+        provider,
+        kind,
+        client_fingerprint
+    )
+    .fetch_optional(conn)
+    .await?;
+    Ok(left)
+}
+
+/// Providers under a backoff of this kind, with the fingerprint it applies to.
+pub async fn providers_backing_off(
+    conn: &mut PgConnection,
+    kind: &str,
+) -> sqlx::Result<Vec<(String, Vec<u8>)>> {
+    let rows = sqlx::query!(
+        r#"SELECT provider, client_fingerprint AS "fingerprint!" FROM provider_alarms
+           WHERE kind = $1 AND backoff_until > now() AND client_fingerprint IS NOT NULL"#,
+        kind
+    )
+    .fetch_all(conn)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|r| (r.provider, r.fingerprint))
+        .collect())
 }
 
 /// Disconnect: tokens wiped, row and history kept as `revoked`.

@@ -47,14 +47,59 @@ pub async fn credential(
     if !force && fresh(app, &first) {
         return build(app, &first).await;
     }
-    // One refresh per connection in this process; later callers get its result.
+    if let Some(answer) = backing_off(app, &first, force).await {
+        return answer;
+    }
+    // The refresh and the store of what it brings run on their own task: a caller that
+    // goes away detaches it, never cancels it, and finds the result on its next call.
+    let task = app.clone();
+    let seen_version = first.version;
+    let handle = app
+        .custody
+        .spawn(format!("refresh of connection {id}"), async move {
+            single_flight(&task, id, force, seen_version).await
+        });
+    crate::custody::join(handle).await?
+}
+
+/// One refresh per connection in this process: the lock is taken inside the detached
+/// task, so later callers queue behind it and find its result.
+async fn single_flight(
+    app: &AppState,
+    id: Uuid,
+    force: bool,
+    seen_version: i64,
+) -> Result<Credential, LifecycleError> {
     let _guard = app.refresh_locks.lock(id).await;
     let row = load(app, id).await?;
     usable(&row)?;
-    if fresh(app, &row) && (!force || row.version != first.version) {
+    if fresh(app, &row) && (!force || row.version != seen_version) {
         return build(app, &row).await;
     }
-    refresh::refresh(app, row, first.version).await
+    if let Some(answer) = backing_off(app, &row, force).await {
+        return answer;
+    }
+    refresh::refresh(app, row, seen_version).await
+}
+
+/// Inside a degraded connection's backoff (database clock) the provider is not called,
+/// whoever asks: a credential still valid is served unless a refresh is forced, else
+/// `provider_unavailable` with the time left.
+async fn backing_off(
+    app: &AppState,
+    row: &GrantRow,
+    force: bool,
+) -> Option<Result<Credential, LifecycleError>> {
+    let left = row.retry_in_secs.filter(|s| *s > 0)?;
+    let still_valid =
+        row.access_token.is_some() && row.access_expires_at.is_none_or(|at| at > app.clock.now());
+    if still_valid && !force {
+        return Some(build(app, row).await);
+    }
+    Some(Err(LifecycleError::ProviderUnavailable(
+        crate::oauth::token::TokenError::BackingOff,
+        Some(std::time::Duration::from_secs(left.unsigned_abs())),
+    )))
 }
 
 pub(crate) async fn load(app: &AppState, id: Uuid) -> Result<GrantRow, LifecycleError> {

@@ -4,10 +4,6 @@
 
 use std::time::{Duration as StdDuration, Instant};
 
-use rand::Rng;
-use secrecy::{ExposeSecret, SecretString};
-use time::Duration;
-
 use super::LifecycleError;
 use super::credential::{Credential, build, fresh, load, usable};
 use crate::AppState;
@@ -18,6 +14,8 @@ use crate::oauth::establish;
 use crate::oauth::token::{self, Grant, TokenError, TokenSet};
 use crate::providers::{Context, Kind, Provider, bullhorn};
 use crate::web::api_user::{self, StoredCredentials};
+use rand::Rng;
+use secrecy::{ExposeSecret, SecretString};
 
 const WAIT_STEP: StdDuration = StdDuration::from_millis(50);
 
@@ -28,15 +26,19 @@ pub async fn refresh(
     row: GrantRow,
     seen_version: i64,
 ) -> Result<Credential, LifecycleError> {
-    let lease = Duration::seconds(app.settings.refresher.lease_secs);
     let give_up =
         Instant::now() + StdDuration::from_secs(app.settings.refresher.lease_secs as u64 + 2);
     let id = row.id;
     loop {
-        let now = app.clock.now();
         let claimed = {
             let mut conn = app.pool.acquire().await?;
-            db::refresh::claim_lease(&mut conn, id, &app.instance_id, now, now + lease).await?
+            db::refresh::claim_lease(
+                &mut conn,
+                id,
+                &app.instance_id,
+                app.settings.refresher.lease_secs,
+            )
+            .await?
         };
         if let Some(current) = claimed {
             // Re-read under the claim: another instance may have just finished.
@@ -61,10 +63,51 @@ pub async fn refresh(
     }
 }
 
+/// Before a long post-step: the lease runs for another full term. A lease already lost
+/// is logged; the version fence still decides whether the result is stored.
+async fn extend_lease(app: &AppState, id: uuid::Uuid) -> Result<(), LifecycleError> {
+    let mut conn = app.pool.acquire().await?;
+    let held = db::refresh::extend_lease(
+        &mut conn,
+        id,
+        &app.instance_id,
+        app.settings.refresher.lease_secs,
+    )
+    .await?;
+    if !held {
+        tracing::warn!(connection = %id, "refresh lease ran out or changed hands before a post-step");
+    }
+    Ok(())
+}
+
 async fn release(app: &AppState, id: uuid::Uuid) -> Result<(), LifecycleError> {
     let mut conn = app.pool.acquire().await?;
     db::refresh::release_lease(&mut conn, id, &app.instance_id).await?;
     Ok(())
+}
+
+/// The alarm (and provider-level backoff) for client credentials the provider refused.
+pub(crate) const INVALID_CLIENT: &str = "invalid_client";
+/// How long a provider that refused our client credentials is left alone.
+const INVALID_CLIENT_BACKOFF_SECS: i64 = 600;
+/// The longest backoff a provider's `Retry-After` can ask for.
+const MAX_BACKOFF_SECS: u64 = 24 * 3600;
+
+/// Identifies the client credentials a provider-level backoff applies to, so corrected
+/// credentials end it at once. Only a digest of the (provider-issued, random) secret.
+pub(crate) fn client_fingerprint(provider: &Provider) -> Vec<u8> {
+    use sha2::{Digest, Sha256};
+    let mut hasher = Sha256::new();
+    for part in [
+        "keyhaven client credentials",
+        provider.id.as_str(),
+        provider.client_id.as_str(),
+        provider.client_secret.expose_secret(),
+    ] {
+        hasher.update((part.len() as u64).to_be_bytes());
+        hasher.update(part.as_bytes());
+    }
+    hasher.finalize()[..16].to_vec()
 }
 
 /// Refreshes a connection whose lease this instance holds.
@@ -73,6 +116,17 @@ pub async fn refresh_claimed(app: &AppState, row: GrantRow) -> Result<Credential
         release(app, row.id).await?;
         return Err(LifecycleError::ProviderMisconfigured);
     };
+    let fingerprint = client_fingerprint(provider);
+    let held_back = {
+        let mut conn = app.pool.acquire().await?;
+        db::refresh::provider_backoff(&mut conn, &provider.id, INVALID_CLIENT, &fingerprint).await?
+    };
+    if held_back.is_some() {
+        // The provider refused these client credentials moments ago: not called again
+        // until the backoff ends or the credentials are corrected.
+        release(app, row.id).await?;
+        return Err(LifecycleError::ProviderMisconfigured);
+    }
     let ctx = Context::from_json(&row.metadata);
     let refresh_token = match &row.refresh_token {
         Some(sealed) => match app
@@ -120,13 +174,15 @@ pub async fn refresh_claimed(app: &AppState, row: GrantRow) -> Result<Credential
             .await
         }
         Err(TokenError::InvalidClient) => {
-            tracing::error!(provider = %provider.id, alarm = true, "provider rejected Keyhaven's client credentials");
+            tracing::error!(provider = %provider.id, alarm = true, backoff_secs = INVALID_CLIENT_BACKOFF_SECS, "provider rejected Keyhaven's client credentials");
             let mut conn = app.pool.acquire().await?;
-            db::refresh::record_alarm(
+            db::refresh::record_alarm_with_backoff(
                 &mut conn,
                 &provider.id,
-                "invalid_client",
+                INVALID_CLIENT,
                 "the provider rejected the client credentials",
+                &fingerprint,
+                INVALID_CLIENT_BACKOFF_SECS,
                 app.clock.now(),
             )
             .await?;
@@ -186,22 +242,32 @@ async fn store(
         event: "refreshed",
         actor: "keyhaven",
         release_lease: !is_bullhorn,
+        owner: &app.instance_id,
         now,
     };
-    let version = store_durably(app, refreshed).await?;
-    let Some(version) = version else {
+    let stored = store_durably(app, refreshed).await?;
+    let Some(stored) = stored else {
         // Replaced meanwhile (a reconnect): its tokens win.
-        tracing::info!(provider = %provider.id, "refresh result discarded: the connection was replaced meanwhile");
+        tracing::info!(provider = %provider.id, connection = %row.id, "refresh result discarded: the connection was replaced meanwhile");
+        release(app, row.id).await?;
         let current = load(app, row.id).await?;
         usable(&current)?;
         return build(app, &current).await;
     };
+    if !stored.held_lease {
+        // The version still matched, so nobody else stored a grant: keep this one.
+        tracing::warn!(provider = %provider.id, connection = %row.id, "refresh stored after this instance's lease ran out or changed hands");
+    }
+    let version = stored.version;
     tracing::info!(provider = %provider.id, "connection refreshed");
     if is_bullhorn {
+        // The REST login may take up to a client timeout: keep the lease alive for it.
+        extend_lease(app, row.id).await?;
         let (ctx, session) = match establish::after_refresh(&app.http, provider, ctx, &tokens).await
         {
             Ok((ctx, Some(session))) => (ctx, session),
             Ok((_, None)) => {
+                release(app, row.id).await?;
                 return Err(LifecycleError::ProviderUnavailable(
                     TokenError::Malformed("no REST session"),
                     None,
@@ -235,7 +301,7 @@ async fn store(
 async fn store_durably(
     app: &AppState,
     refreshed: Refreshed<'_>,
-) -> Result<Option<i64>, LifecycleError> {
+) -> Result<Option<db::refresh::StoredRefresh>, LifecycleError> {
     let mut attempt = 0;
     loop {
         let result = match app.pool.acquire().await {
@@ -276,6 +342,8 @@ async fn dead_grant(
         return build(app, &current).await;
     }
     if let (Kind::Bullhorn(cfg), Some(sealed)) = (&provider.kind, &row.provider_credentials) {
+        // Recovery is several provider calls: keep the lease alive for them.
+        extend_lease(app, row.id).await?;
         match recover_bullhorn(app, cfg, provider, row, sealed).await {
             Ok(credential) => return Ok(credential),
             Err(e) => {
@@ -361,9 +429,11 @@ async fn degraded(
     let failures = row.refresh_failures.clamp(0, 16) as u32;
     let backoff = (30u64 << failures).min(3600);
     let jitter = rand::rng().random_range(0..=backoff / 5);
-    let wait = StdDuration::from_secs(backoff + jitter).max(retry_after.unwrap_or_default());
+    let wait = (backoff + jitter)
+        .max(retry_after.map_or(0, |d| d.as_secs()))
+        .min(MAX_BACKOFF_SECS);
     let now = app.clock.now();
-    tracing::warn!(provider = %provider.id, error = %e, backoff_secs = wait.as_secs(), "refresh failed; will retry");
+    tracing::warn!(provider = %provider.id, error = %e, backoff_secs = wait, "refresh failed; will retry");
     {
         let mut conn = app.pool.acquire().await?;
         let reason = format!("{}: {e}", e.code());
@@ -372,7 +442,7 @@ async fn degraded(
             row.id,
             &app.instance_id,
             &reason,
-            now + wait,
+            wait as i64,
             now,
         )
         .await?;

@@ -7,27 +7,33 @@ use std::sync::Arc;
 use std::time::Duration as StdDuration;
 
 use rand::Rng;
-use time::Duration;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
-use super::refresh::refresh_claimed;
+use super::refresh::{INVALID_CLIENT, client_fingerprint, refresh_claimed};
 use crate::AppState;
 use crate::db;
 
-/// Runs until the task is dropped.
+/// Runs until the drain starts; the refreshes it started are left to the drain (they
+/// are tracked as detached work), never aborted.
 pub async fn run(app: AppState) {
     let interval = StdDuration::from_secs(app.settings.refresher.interval_secs);
     let limits = Limits::new(&app);
     let mut running = JoinSet::new();
+    let stopped = app.custody.stopped();
+    tokio::pin!(stopped);
     loop {
         // Jitter spreads instances that started together.
         let jitter = rand::rng().random_range(0..=interval.as_millis() as u64 / 10);
-        tokio::time::sleep(interval + StdDuration::from_millis(jitter)).await;
+        tokio::select! {
+            () = &mut stopped => break,
+            () = tokio::time::sleep(interval + StdDuration::from_millis(jitter)) => {}
+        }
         if let Err(e) = run_once(&app, &limits, &mut running).await {
             tracing::warn!(error = %e, "background refresh round failed");
         }
     }
+    running.detach_all();
 }
 
 /// Concurrency limits: one overall, one per provider that sets its own.
@@ -83,15 +89,32 @@ pub async fn run_once(
     }
     let limit = app.settings.refresher.batch.min(room.max(1) as i64);
     let now = app.clock.now();
-    let lease = Duration::seconds(app.settings.refresher.lease_secs);
     let claimed = {
         let mut conn = app.pool.acquire().await?;
+        // Providers that refused our client credentials are left alone until their
+        // backoff ends (or the credentials change).
+        let held_back = db::refresh::providers_backing_off(&mut conn, INVALID_CLIENT).await?;
+        let providers: Vec<String> = providers
+            .into_iter()
+            .filter(|id| {
+                !held_back.iter().any(|(p, fingerprint)| {
+                    p == id
+                        && app
+                            .settings
+                            .provider(id)
+                            .is_some_and(|provider| client_fingerprint(provider) == *fingerprint)
+                })
+            })
+            .collect();
+        if providers.is_empty() {
+            return Ok(0);
+        }
         db::refresh::claim_due(
             &mut conn,
             &app.instance_id,
             &providers,
             now,
-            now + lease,
+            app.settings.refresher.lease_secs,
             limit,
         )
         .await?
@@ -101,7 +124,9 @@ pub async fn run_once(
         let overall = limits.overall.clone();
         let provider_limit = limits.per_provider.get(&row.provider).cloned();
         let app = app.clone();
-        running.spawn(async move {
+        let label = format!("refresh of connection {}", row.id);
+        let custody = app.custody.clone();
+        running.spawn(custody.track(label, async move {
             let Ok(_overall) = overall.acquire_owned().await else {
                 return;
             };
@@ -112,7 +137,7 @@ pub async fn run_once(
             if let Err(e) = refresh_claimed(&app, row).await {
                 tracing::info!(error = %e, "background refresh did not succeed");
             }
-        });
+        }));
     }
     Ok(count)
 }

@@ -84,6 +84,9 @@ pub enum TokenError {
     /// A host outside the allow-list (or not https): nothing was sent to it.
     #[error("the provider named a host that is not allowed ({0}); nothing was sent to it")]
     HostRefused(String),
+    /// Not called: an earlier failure's backoff has not ended yet.
+    #[error("the provider failed recently; the next attempt waits for its backoff")]
+    BackingOff,
 }
 
 impl TokenError {
@@ -99,6 +102,7 @@ impl TokenError {
             TokenError::Malformed(_) => "malformed_response",
             TokenError::Rejected(_) => "rejected",
             TokenError::HostRefused(_) => "host_refused",
+            TokenError::BackingOff => "backing_off",
         }
     }
 }
@@ -220,15 +224,50 @@ pub(crate) async fn fetch(
     Ok(body)
 }
 
+/// The longest wait a `Retry-After` can ask for; longer values are clamped.
+const MAX_RETRY_AFTER_SECS: u64 = 24 * 3600;
+/// The furthest expiry a token response can claim; further ones are clamped.
+const MAX_EXPIRY: time::Duration = time::Duration::days(400);
+
 fn parse_retry_after(value: &str) -> Option<Duration> {
-    if let Ok(secs) = value.trim().parse::<u64>() {
-        return Some(Duration::from_secs(secs));
-    }
-    let at =
-        time::OffsetDateTime::parse(value.trim(), &time::format_description::well_known::Rfc2822)
+    let value = value.trim();
+    let secs = if value.bytes().all(|b| b.is_ascii_digit()) && !value.is_empty() {
+        // Too many digits for a u64 is still "a very long time".
+        value.parse::<u64>().unwrap_or(u64::MAX)
+    } else {
+        let at = time::OffsetDateTime::parse(value, &time::format_description::well_known::Rfc2822)
             .ok()?;
-    let secs = (at - OffsetDateTime::now_utc()).whole_seconds();
-    Some(Duration::from_secs(secs.max(0) as u64))
+        (at - OffsetDateTime::now_utc()).whole_seconds().max(0) as u64
+    };
+    if secs > MAX_RETRY_AFTER_SECS {
+        tracing::warn!(
+            retry_after_secs = secs,
+            clamped_to = MAX_RETRY_AFTER_SECS,
+            "provider asked to wait longer than a day; clamped"
+        );
+    }
+    Some(Duration::from_secs(secs.min(MAX_RETRY_AFTER_SECS)))
+}
+
+/// `issued_at + expires_in`, at most 400 days from `now`: numbers that would overflow, or
+/// reach further, are clamped with a warning (never a panic). An expiry in the past stays
+/// (the token is simply expired; one that overflows backwards expires now).
+fn expiry(now: OffsetDateTime, issued_at: OffsetDateTime, expires_in: i64) -> OffsetDateTime {
+    let latest = now + MAX_EXPIRY;
+    match issued_at.checked_add(time::Duration::seconds(expires_in)) {
+        Some(at) if at <= latest => at,
+        at => {
+            tracing::warn!(
+                expires_in,
+                "provider's token lifetime is out of range; clamped"
+            );
+            match at {
+                Some(_) => latest,
+                None if expires_in < 0 => now,
+                None => latest,
+            }
+        }
+    }
 }
 
 /// Turns a token-endpoint answer into a token set or a failure class.
@@ -270,7 +309,7 @@ pub fn classify(
         access_token: SecretString::from(access_token),
         refresh_token: non_empty_str(&json, "refresh_token").map(SecretString::from),
         token_type: non_empty_str(&json, "token_type").map(|t| sanitize(&t)),
-        expires_at: expires_in.map(|s| issued_at + time::Duration::seconds(s)),
+        expires_at: expires_in.map(|s| expiry(now, issued_at, s)),
         scope: non_empty_str(&json, "scope").map(|s| sanitize(&s)),
     })
 }
@@ -361,5 +400,38 @@ mod tests {
             hurdlr.expires_at.map(|t| t.unix_timestamp()),
             Some(1599065168 + 7776000)
         );
+    }
+
+    #[test]
+    fn overflowing_numbers_are_clamped_not_a_panic() {
+        let far = classify(
+            StatusCode::OK,
+            None,
+            br#"{"access_token":"a","expires_in":9223372036854775807}"#,
+            now(),
+        )
+        .expect("accepted");
+        assert_eq!(far.expires_at, Some(now() + time::Duration::days(400)));
+        let past = classify(
+            StatusCode::OK,
+            None,
+            br#"{"access_token":"a","expires_in":-9223372036854775808,"created_at":-9223372036854775808}"#,
+            now(),
+        )
+        .expect("accepted");
+        assert_eq!(past.expires_at, Some(now()));
+        let created = classify(
+            StatusCode::OK,
+            None,
+            br#"{"access_token":"a","expires_in":"9223372036854775807","created_at":253402300799}"#,
+            now(),
+        )
+        .expect("accepted");
+        assert_eq!(created.expires_at, Some(now() + time::Duration::days(400)));
+        assert_eq!(
+            parse_retry_after("99999999999999999999999"),
+            Some(Duration::from_secs(24 * 3600))
+        );
+        assert_eq!(parse_retry_after("900"), Some(Duration::from_secs(900)));
     }
 }

@@ -37,7 +37,7 @@ pub enum Failure {
 pub async fn plan(effect: Option<FaultEffect>) -> Plan {
     let status = |s: u16| StatusCode::from_u16(s).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     match effect {
-        None => Plan::Proceed { hang: None },
+        None | Some(FaultEffect::HugeExpiry) => Plan::Proceed { hang: None },
         Some(FaultEffect::Latency { ms }) => {
             tokio::time::sleep(Duration::from_millis(ms)).await;
             Plan::Proceed { hang: None }

@@ -126,6 +126,28 @@ impl Sandbox {
         self.world().counters.get(name).copied().unwrap_or(0)
     }
 
+    /// Waits until counter `name` reaches `at_least` (e.g. until a refresh request has
+    /// arrived: `smartrecruiters.token.refresh_token`; until the sandbox has rotated the
+    /// grant: `smartrecruiters.refreshed`). Tests wait on this instead of sleeping.
+    pub async fn wait_for(&self, name: &str, at_least: u64) {
+        let signal = self.world().signal.clone();
+        loop {
+            let notified = signal.notified();
+            tokio::pin!(notified);
+            // Registered before the check, so a count in between is not missed.
+            notified.as_mut().enable();
+            if self.counter(name) >= at_least {
+                return;
+            }
+            notified.await;
+        }
+    }
+
+    /// The most refresh requests the sandbox was answering at the same moment.
+    pub fn max_refreshes_in_flight(&self) -> u64 {
+        self.world().max_refreshes_in_flight
+    }
+
     pub fn counters(&self) -> BTreeMap<String, u64> {
         self.world().counters.clone()
     }
@@ -162,6 +184,7 @@ async fn counters(State(sb): State<Sandbox>) -> Json<serde_json::Value> {
         "counters": w.counters,
         "max_refresh_token_uses": w.refresh_token_uses.values().copied().max().unwrap_or(0),
         "dead_refresh_token_uses": w.dead_refresh_token_uses,
+        "max_refreshes_in_flight": w.max_refreshes_in_flight,
     }))
 }
 

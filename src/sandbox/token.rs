@@ -78,6 +78,7 @@ pub async fn serve(
     } else {
         FaultTarget::Exchange
     };
+    let _in_flight = (target == FaultTarget::Refresh).then(|| RefreshInFlight::enter(sb));
     let fault = {
         let mut w = sb.world();
         w.count(format!(
@@ -96,6 +97,7 @@ pub async fn serve(
         }
         w.take_fault(flavor.key(), target)
     };
+    let huge_expiry = fault == Some(FaultEffect::HugeExpiry);
     let hang = match fault::plan(fault).await {
         Plan::Proceed { hang } => hang,
         Plan::Fail(failure) => {
@@ -123,8 +125,53 @@ pub async fn serve(
             },
         }
     };
+    let response = if huge_expiry {
+        with_huge_expiry(response).await
+    } else {
+        response
+    };
     // With a dropped response the provider has acted; the answer never arrives in time.
     fault::deliver(hang, response).await
+}
+
+/// The same answer with `expires_in` (and Hurdlr's `created_at`) as large as JSON allows.
+async fn with_huge_expiry(response: Response) -> Response {
+    let (parts, body) = response.into_parts();
+    let Ok(bytes) = axum::body::to_bytes(body, 64 * 1024).await else {
+        return StatusCode::INTERNAL_SERVER_ERROR.into_response();
+    };
+    let mut json: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+    if let Some(map) = json
+        .as_object_mut()
+        .filter(|m| m.contains_key("access_token"))
+    {
+        map.insert("expires_in".into(), i64::MAX.into());
+        if map.contains_key("created_at") {
+            map.insert("created_at".into(), i64::MAX.into());
+        }
+    }
+    let mut response = axum::Json(json).into_response();
+    *response.status_mut() = parts.status;
+    response
+}
+
+/// Counts a refresh request from arrival until its answer is sent (or abandoned).
+struct RefreshInFlight(Sandbox);
+
+impl RefreshInFlight {
+    fn enter(sb: &Sandbox) -> Self {
+        let mut w = sb.world();
+        w.refreshes_in_flight += 1;
+        w.max_refreshes_in_flight = w.max_refreshes_in_flight.max(w.refreshes_in_flight);
+        Self(sb.clone())
+    }
+}
+
+impl Drop for RefreshInFlight {
+    fn drop(&mut self) {
+        let mut w = self.0.world();
+        w.refreshes_in_flight = w.refreshes_in_flight.saturating_sub(1);
+    }
 }
 
 fn authenticate(

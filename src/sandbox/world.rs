@@ -2,11 +2,13 @@
 //! faults and call counters. One lock, never held across an await.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
+use tokio::sync::Notify;
 
 use super::{bullhorn, zoho};
 use crate::clock::Clock;
@@ -94,6 +96,9 @@ pub enum FaultEffect {
         #[serde(default)]
         status: Option<u16>,
     },
+    /// Answer normally, but claim a lifetime no time arithmetic can hold
+    /// (`expires_in: 9223372036854775807`).
+    HugeExpiry,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -122,6 +127,11 @@ pub struct World {
     pub profiles: HashMap<(String, String), Profile>,
     pub faults: Vec<Fault>,
     pub counters: BTreeMap<String, u64>,
+    /// Woken on every count, so a test can wait for a request to arrive.
+    pub signal: Arc<Notify>,
+    /// Refresh requests being answered right now, and the most there ever were at once.
+    pub refreshes_in_flight: u64,
+    pub max_refreshes_in_flight: u64,
     pub refresh_token_uses: HashMap<String, u64>,
     pub dead_refresh_token_uses: u64,
     /// Age of each code when it was presented for exchange.
@@ -145,6 +155,9 @@ impl World {
             profiles: HashMap::new(),
             faults: Vec::new(),
             counters: BTreeMap::new(),
+            signal: Arc::new(Notify::new()),
+            refreshes_in_flight: 0,
+            max_refreshes_in_flight: 0,
             refresh_token_uses: HashMap::new(),
             dead_refresh_token_uses: 0,
             code_ages: Vec::new(),
@@ -158,6 +171,7 @@ impl World {
 
     pub fn count(&mut self, name: impl Into<String>) {
         *self.counters.entry(name.into()).or_default() += 1;
+        self.signal.notify_waiters();
     }
 
     pub fn remember(&mut self, secret: &str) {

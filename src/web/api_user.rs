@@ -150,6 +150,45 @@ async fn sign_in(
         }
         Err(e) => return Err(upstream_failure(app, provider, "loginInfo", e)),
     };
+    // From here the work runs on its own task: a browser that goes away does not lose a
+    // grant the headless login may already have created.
+    let task = app.clone();
+    let provider_id = provider.id.clone();
+    let user = user.clone();
+    let (username, password, remember, replace_account) = (
+        login.username.to_string(),
+        login.password,
+        login.remember,
+        login.replace_account,
+    );
+    let label = format!(
+        "API-user connect for {}, end user {}",
+        provider.id, user.end_user_id
+    );
+    crate::custody::join(app.custody.spawn(label, async move {
+        let provider = task
+            .settings
+            .provider(&provider_id)
+            .ok_or(AppError::NotFound)?;
+        let login = ApiUserLogin {
+            username: &username,
+            password,
+            remember,
+            replace_account,
+        };
+        connect_here(&task, provider, &user, ctx, reconnecting, login).await
+    }))
+    .await?
+}
+
+async fn connect_here(
+    app: &AppState,
+    provider: &Provider,
+    user: &EndUserSession,
+    ctx: Context,
+    reconnecting: Option<Uuid>,
+    login: ApiUserLogin<'_>,
+) -> AppResult<()> {
     let (tokens, established) =
         authorize(app, provider, ctx, login.username, &login.password).await?;
     let existing_id = {

@@ -15,8 +15,8 @@ use crate::db;
 use crate::error::{AppError, AppResult, ErrorPage};
 use crate::grants::{self, NewConnection};
 use crate::oauth::callback_params::CallbackParams;
-use crate::oauth::establish;
 use crate::oauth::token::{self, Grant, TokenError};
+use crate::oauth::{establish, revoke};
 use crate::providers::{Context, Kind, Provider};
 
 pub fn router() -> Router<AppState> {
@@ -105,48 +105,28 @@ async fn callback(
         )?),
         None => None,
     };
-    let redirect_uri = app.settings.redirect_uri(&provider.id);
-    let grant = Grant::Code {
-        code,
-        redirect_uri: &redirect_uri,
-        verifier: verifier.as_deref(),
+    // From the exchange on, the work runs on its own task: a browser that goes away
+    // does not lose a code already spent at the provider, nor the grant it brought.
+    let exchange = Exchange {
+        provider_id: provider.id.clone(),
+        ctx,
+        code: code.to_string(),
+        verifier,
+        end_user_id: pending.end_user_id,
+        existing_id: pending.existing_connection_id,
+        reconnecting: pending.connection_id,
+        replacing: pending.context.get(super::connect::REPLACE_ACCOUNT)
+            == Some(&serde_json::Value::Bool(true)),
     };
-    let tokens = token::request(&app.http, provider, &ctx, grant, app.clock.now())
-        .await
-        .map_err(|e| upstream_failure(&app, provider, "code exchange", e))?;
-    let established = establish::after_exchange(&app.http, provider, ctx, &tokens)
-        .await
-        .map_err(|e| upstream_failure(&app, provider, "post-exchange", e))?;
-    // A reconnect link repairs its own connection; from the connect page, an existing
-    // connection keeps its upstream account unless the user chose to replace it.
-    let replacing = pending.context.get(super::connect::REPLACE_ACCOUNT)
-        == Some(&serde_json::Value::Bool(true));
-    let guarded = match (pending.connection_id, pending.existing_connection_id) {
-        (Some(id), _) => Some((id, Guard::Link)),
-        (None, Some(id)) if !replacing => Some((id, Guard::Page)),
-        _ => None,
-    };
-    if let Some((id, guard)) = guarded
-        && let Err(refused) =
-            ensure_same_account(&app, provider, id, &established.account, guard).await
-    {
-        revoke_unwanted(&app, provider, &established.ctx, &tokens).await;
-        return Err(refused);
-    }
-    grants::store(
-        &app,
-        NewConnection {
-            provider,
-            end_user_id: pending.end_user_id,
-            existing_id: pending.existing_connection_id,
-            tokens: &tokens,
-            established: &established,
-            credentials: None,
-            actor: "end_user",
-        },
-    )
-    .await?;
-    tracing::info!(provider = %provider.id, "connection established");
+    let label = format!(
+        "code exchange for {}, end user {}",
+        provider.id, pending.end_user_id
+    );
+    let task = app.clone();
+    crate::custody::join(app.custody.spawn(label, async move {
+        exchange_and_store(&task, exchange).await
+    }))
+    .await??;
 
     let target = pending
         .context
@@ -156,6 +136,101 @@ async fn callback(
         .map(String::from)
         .unwrap_or_else(|| format!("/connect?connected={}", provider.id));
     Ok(Redirect::to(&target).into_response())
+}
+
+/// What the detached part of a callback needs (secrets included: never logged).
+struct Exchange {
+    provider_id: String,
+    ctx: Context,
+    code: String,
+    verifier: Option<String>,
+    end_user_id: uuid::Uuid,
+    existing_id: Option<uuid::Uuid>,
+    reconnecting: Option<uuid::Uuid>,
+    /// The user chose to replace the connected upstream account.
+    replacing: bool,
+}
+
+/// Code exchange, the provider's post-steps and who-am-I, then the store.
+async fn exchange_and_store(app: &AppState, x: Exchange) -> AppResult<()> {
+    let provider = app
+        .settings
+        .provider(&x.provider_id)
+        .ok_or(AppError::NotFound)?;
+    let redirect_uri = app.settings.redirect_uri(&provider.id);
+    let grant = Grant::Code {
+        code: &x.code,
+        redirect_uri: &redirect_uri,
+        verifier: x.verifier.as_deref(),
+    };
+    let tokens = token::request(&app.http, provider, &x.ctx, grant, app.clock.now())
+        .await
+        .map_err(|e| upstream_failure(app, provider, "code exchange", e))?;
+    let established =
+        match establish::after_exchange(&app.http, provider, x.ctx.clone(), &tokens).await {
+            Ok(established) => established,
+            Err(e) => {
+                // The grant exists at the provider but will not be stored: end it there.
+                discard_grant(app, provider, &x.ctx, &tokens).await;
+                return Err(upstream_failure(app, provider, "post-exchange", e));
+            }
+        };
+    // A reconnect link repairs its own connection; from the connect page, an existing
+    // connection keeps its upstream account unless the user chose to replace it.
+    let guarded = match (x.reconnecting, x.existing_id) {
+        (Some(id), _) => Some((id, Guard::Link)),
+        (None, Some(id)) if !x.replacing => Some((id, Guard::Page)),
+        _ => None,
+    };
+    if let Some((id, guard)) = guarded
+        && let Err(refused) =
+            ensure_same_account(app, provider, id, &established.account, guard).await
+    {
+        discard_grant(app, provider, &established.ctx, &tokens).await;
+        return Err(refused);
+    }
+    let stored = grants::store(
+        app,
+        NewConnection {
+            provider,
+            end_user_id: x.end_user_id,
+            existing_id: x.existing_id,
+            tokens: &tokens,
+            established: &established,
+            credentials: None,
+            actor: "end_user",
+        },
+    )
+    .await;
+    if let Err(e) = stored {
+        discard_grant(app, provider, &established.ctx, &tokens).await;
+        return Err(e);
+    }
+    tracing::info!(provider = %provider.id, "connection established");
+    Ok(())
+}
+
+/// Revokes a grant that will not be kept, where the provider can revoke; a failure is
+/// logged (the grant then lapses at the provider on its own terms).
+pub(crate) async fn discard_grant(
+    app: &AppState,
+    provider: &Provider,
+    ctx: &Context,
+    tokens: &token::TokenSet,
+) {
+    if !revoke::supported(provider) {
+        return;
+    }
+    let token = tokens
+        .refresh_token
+        .as_ref()
+        .unwrap_or(&tokens.access_token);
+    match revoke::revoke(&app.http, provider, ctx, token).await {
+        Ok(()) => tracing::info!(provider = %provider.id, "unused grant revoked at the provider"),
+        Err(e) => {
+            tracing::warn!(provider = %provider.id, error = %e, "unused grant could not be revoked")
+        }
+    }
 }
 
 /// Where a flow that must keep its upstream account came from.
@@ -208,27 +283,6 @@ pub(crate) async fn ensure_same_account(
         });
     }
     Ok(())
-}
-
-/// A grant we will not keep is revoked at the provider where it can be; a failure is
-/// logged (the grant then lapses on its own).
-async fn revoke_unwanted(
-    app: &AppState,
-    provider: &Provider,
-    ctx: &Context,
-    tokens: &token::TokenSet,
-) {
-    if !crate::oauth::revoke::supported(provider) {
-        return;
-    }
-    let token = tokens
-        .refresh_token
-        .as_ref()
-        .unwrap_or(&tokens.access_token);
-    match crate::oauth::revoke::revoke(&app.http, provider, ctx, token).await {
-        Ok(()) => tracing::info!(provider = %provider.id, "refused grant revoked"),
-        Err(e) => tracing::warn!(provider = %provider.id, error = %e, "refused grant not revoked"),
-    }
 }
 
 pub(crate) fn upstream_failure(

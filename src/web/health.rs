@@ -18,6 +18,12 @@ async fn healthz() -> Json<serde_json::Value> {
 }
 
 async fn readyz(State(app): State<AppState>) -> (StatusCode, Json<serde_json::Value>) {
+    if app.custody.draining() {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(serde_json::json!({ "status": "draining" })),
+        );
+    }
     let check = async {
         let mut conn = app.pool.acquire().await?;
         sqlx::query_scalar!("SELECT 1 AS \"one!\"")

@@ -675,7 +675,7 @@ async fn the_dashboard_counts_by_provider_and_status_and_lists_recent_trouble() 
         .execute(app.pool())
         .await
         .unwrap();
-    sqlx::query("INSERT INTO provider_alarms (provider, kind, detail, at) VALUES ('smartrecruiters', 'invalid_client', 'the provider said <b>no</b>', now())")
+    sqlx::query("INSERT INTO provider_alarms (provider, kind, detail) VALUES ('smartrecruiters', 'invalid_client', 'the provider said <b>no</b>')")
         .execute(app.pool())
         .await
         .unwrap();

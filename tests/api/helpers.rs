@@ -321,10 +321,16 @@ impl TestApp {
 
     /// Another `serve` instance on the same database and sandbox; returns its URL.
     pub async fn second_instance(&self) -> String {
+        self.second_instance_with(|_| {}).await
+    }
+
+    /// Another instance whose settings differ by `tweak`.
+    pub async fn second_instance_with(&self, tweak: fn(&mut keyhaven::Settings)) -> String {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let mut settings = self.state.settings.clone();
         settings.server.listen = addr;
+        tweak(&mut settings);
         let pool = keyhaven::db::connect_and_migrate(&self.database_url, 10)
             .await
             .unwrap();

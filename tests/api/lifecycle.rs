@@ -1,5 +1,3 @@
-use std::time::Duration;
-
 use keyhaven::sandbox::{Fault, FaultEffect, FaultTarget};
 use reqwest::StatusCode;
 use serde_json::Value;
@@ -18,6 +16,14 @@ fn refresh_fault(provider: &str, effect: FaultEffect) -> Fault {
 /// SmartRecruiters access tokens live 1799 s; this moves past the refresh margin.
 fn expire(app: &TestApp) {
     app.clock.advance(time::Duration::seconds(1799 - 30));
+}
+
+/// Ends every connection's backoff (it runs on the database's clock).
+async fn end_backoff(app: &TestApp) {
+    sqlx::query("UPDATE connections SET next_refresh_at = now() WHERE status = 'degraded'")
+        .execute(app.pool())
+        .await
+        .unwrap();
 }
 
 #[tokio::test]
@@ -271,8 +277,26 @@ async fn provider_outages_degrade_keep_the_token_and_back_off() {
     let r = app.credentials(&app.url, &key, id, false).await;
     assert_eq!(r.status(), StatusCode::OK);
     assert_eq!(app.status_of(id).await, "degraded");
-    // Expired now, and throttled with Retry-After: a clean 503 that says when.
+    // Inside the backoff nobody calls the provider: the valid token is served, a forced
+    // refresh answers 503 with the time left.
+    let r = app.credentials(&app.url, &key, id, false).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let r = app.credentials(&app.url, &key, id, true).await;
+    assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let left: u64 = r.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=36).contains(&left), "{left}");
+    assert_eq!(
+        app.sandbox.counter("smartrecruiters.token.refresh_token"),
+        1
+    );
+    // Expired now, the backoff over (by the database's clock), and throttled with
+    // Retry-After: a clean 503 that says when.
     app.clock.advance(time::Duration::seconds(60));
+    end_backoff(&app).await;
     app.sandbox.add_fault(refresh_fault(
         "smartrecruiters",
         FaultEffect::TooManyRequests {
@@ -286,23 +310,35 @@ async fn provider_outages_degrade_keep_the_token_and_back_off() {
         r.json::<Value>().await.unwrap()["code"],
         "provider_unavailable"
     );
-    let (status, next, failures): (String, time::OffsetDateTime, i32) =
-        sqlx::query_as("SELECT status, next_refresh_at, refresh_failures FROM connections")
-            .fetch_one(app.pool())
-            .await
-            .unwrap();
+    let (status, after_900, failures): (String, bool, i32) = sqlx::query_as(
+        "SELECT status, next_refresh_at >= now() + interval '899 seconds', refresh_failures FROM connections",
+    )
+    .fetch_one(app.pool())
+    .await
+    .unwrap();
     assert_eq!(status, "degraded");
-    assert!(
-        next >= app.clock.now() + time::Duration::seconds(899),
-        "Retry-After honoured"
-    );
+    assert!(after_900, "Retry-After honoured");
     assert_eq!(failures, 2);
+    // Ten more calls, forced or not, on this instance and another: no provider call.
+    let second = app.second_instance().await;
+    for i in 0..10 {
+        let base = if i % 2 == 0 { &app.url } else { &second };
+        let r = app.credentials(base, &key, id, i % 3 == 0).await;
+        assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+        let left: u64 = r.headers()["retry-after"]
+            .to_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!((890..=900).contains(&left), "{left}");
+    }
     assert_eq!(
         app.sandbox.counter("smartrecruiters.token.refresh_token"),
         2,
-        "no retry loop"
+        "no call inside the backoff"
     );
-    // The provider recovers: the kept refresh token still works.
+    // The provider recovers: after the backoff the kept refresh token still works.
+    end_backoff(&app).await;
     let r = app.credentials(&app.url, &key, id, false).await;
     assert_eq!(r.status(), StatusCode::OK);
     assert_eq!(app.status_of(id).await, "active");
@@ -334,7 +370,10 @@ async fn a_lost_refresh_response_is_retried_once_then_needs_reconnect() {
         "one retry, same token"
     );
     assert_eq!(app.sandbox.dead_refresh_token_uses(), 1);
-    tokio::time::sleep(Duration::from_millis(600)).await;
+    // Asked again, and once everything detached has settled: no further call.
+    let r = app.credentials(&app.url, &key, id, true).await;
+    assert_eq!(r.status(), StatusCode::CONFLICT);
+    app.state.custody.settled().await;
     assert_eq!(
         app.sandbox.counter("smartrecruiters.token.refresh_token"),
         2,
@@ -382,7 +421,9 @@ async fn a_refresh_racing_a_reconnect_loses_to_the_reconnect() {
         FaultEffect::Latency { ms: 800 },
     ));
     let refreshing = app.spawn_credentials(&app.url, &key, id);
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    app.sandbox
+        .wait_for("smartrecruiters.token.refresh_token", 1)
+        .await;
     assert_eq!(
         app.connect(&browser, "smartrecruiters").await.status(),
         StatusCode::SEE_OTHER
@@ -412,39 +453,36 @@ async fn a_refresh_racing_a_reconnect_loses_to_the_reconnect() {
 }
 
 #[tokio::test]
-async fn a_refresh_killed_midway_is_followed_by_exactly_one_refresh_after_its_lease() {
+async fn a_crashed_instances_lease_holds_until_it_expires_then_exactly_one_refresh() {
     let app = spawn_app().await;
     let key = app.api_key().await;
     let (_, id) = app.connected("cred-10", "smartrecruiters").await;
     expire(&app);
-    app.sandbox.add_fault(refresh_fault(
-        "smartrecruiters",
-        FaultEffect::Latency { ms: 2_000 },
-    ));
-    let state = app.state.clone();
-    let killed = tokio::spawn(async move {
-        keyhaven::lifecycle::credential(&state, id, false)
-            .await
-            .map(|_| ())
-    });
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    killed.abort();
-    let lease: Option<time::OffsetDateTime> =
-        sqlx::query_scalar("SELECT lease_until FROM connections")
-            .fetch_one(app.pool())
-            .await
-            .unwrap();
-    assert!(lease.is_some(), "the killed refresh left its lease");
-    // Past the lease, concurrent callers cause one follow-up refresh.
-    app.clock.advance(time::Duration::seconds(61));
+    // An instance that died mid-refresh left a live lease (timed by the database).
+    sqlx::query("UPDATE connections SET lease_owner = 'crashed', lease_until = now() + interval '60 seconds'")
+        .execute(app.pool())
+        .await
+        .unwrap();
     let mut calls = Vec::new();
     for _ in 0..10 {
         calls.push(app.spawn_credentials(&app.url, &key, id));
     }
+    // The callers wait for the lease; nobody refreshes under it, whatever the clocks say.
+    app.clock.advance(time::Duration::seconds(120));
+    assert_eq!(
+        app.sandbox.counter("smartrecruiters.token.refresh_token"),
+        0
+    );
+    // It expires: one follow-up refresh for all ten.
+    sqlx::query("UPDATE connections SET lease_until = now() - interval '1 second'")
+        .execute(app.pool())
+        .await
+        .unwrap();
     for c in calls {
         assert_eq!(c.await.unwrap().status(), StatusCode::OK);
     }
     assert_eq!(app.sandbox.counter("smartrecruiters.refreshed"), 1);
+    assert_eq!(app.sandbox.dead_refresh_token_uses(), 0);
 }
 
 #[tokio::test]
@@ -482,7 +520,9 @@ async fn postgres_going_away_mid_refresh_fails_cleanly_and_the_next_request_work
         FaultEffect::Latency { ms: 600 },
     ));
     let refreshing = app.spawn_credentials(&app.url, &key, id);
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    app.sandbox
+        .wait_for("smartrecruiters.token.refresh_token", 1)
+        .await;
     cut(false).await;
     // Meanwhile other requests fail cleanly with 503.
     let r = reqwest::Client::new()
@@ -573,13 +613,16 @@ async fn a_slow_provider_does_not_starve_other_requests_of_connections() {
         .iter()
         .map(|id| app.spawn_credentials(&app.url, &key, *id))
         .collect();
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let started = std::time::Instant::now();
+    // All four slow refreshes are at the provider, holding no database connection.
+    app.sandbox
+        .wait_for("smartrecruiters.token.refresh_token", 4)
+        .await;
     let r = app.credentials(&app.url, &key, fresh_id, false).await;
     assert_eq!(r.status(), StatusCode::OK);
-    assert!(
-        started.elapsed() < Duration::from_millis(700),
-        "no connection held across provider calls"
+    assert_eq!(
+        app.sandbox.counter("smartrecruiters.refreshed"),
+        0,
+        "served while every slow refresh was still at the provider"
     );
     for s in slow {
         assert_eq!(s.await.unwrap().status(), StatusCode::OK);
@@ -775,18 +818,13 @@ async fn the_background_refresher_respects_per_provider_concurrency() {
         effect: FaultEffect::Latency { ms: 300 },
         times: 3,
     });
-    let started = std::time::Instant::now();
     assert_eq!(
         keyhaven::lifecycle::refresher::drain(&app.state)
             .await
             .unwrap(),
         3
     );
-    // One at a time: three 300 ms refreshes cannot overlap.
-    assert!(
-        started.elapsed() >= Duration::from_millis(900),
-        "{:?}",
-        started.elapsed()
-    );
+    // One at a time: the three slow refreshes never overlapped.
+    assert_eq!(app.sandbox.max_refreshes_in_flight(), 1);
     assert_eq!(app.sandbox.counter("smartrecruiters.refreshed"), 3);
 }

@@ -451,7 +451,13 @@ async fn zoho_errors_in_a_200_are_failures_and_the_throttle_is_retryable() {
     let r = app.credentials(&app.url, &key, id, false).await;
     assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(app.status_of(id).await, "degraded");
-    // A dead refresh token (`invalid_code` in a 200) means reconnect.
+    // After the backoff (database clock), a dead refresh token (`invalid_code` in a 200)
+    // means reconnect.
+    sqlx::query("UPDATE connections SET next_refresh_at = now() WHERE id = $1")
+        .bind(id)
+        .execute(app.pool())
+        .await
+        .unwrap();
     app.sandbox.add_fault(fault(
         "zoho",
         FaultTarget::Refresh,

@@ -133,7 +133,11 @@ async fn dashboard(
             .into_iter()
             .map(|a| AlarmRow {
                 provider: view::provider_name(&app, &a.provider),
-                kind: a.kind,
+                kind: if a.count > 1 {
+                    format!("{} ({} times)", a.kind, a.count)
+                } else {
+                    a.kind
+                },
                 detail: view::short_error(a.detail.as_deref(), 160),
                 at: view::when(Some(a.at)),
             })

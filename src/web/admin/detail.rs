@@ -234,10 +234,17 @@ async fn refresh_now(
                 _ => format!("Not refreshed: {provider} no longer accepts this grant, so the connection now needs reconnect. Create a reconnect link and send it to the user."),
             },
         ),
-        Err(LifecycleError::ProviderUnavailable(e, _)) => (
+        Err(LifecycleError::ProviderUnavailable(e, retry_after)) => (
             false,
             format!("provider_unavailable: {}", e.code()),
-            format!("Not refreshed: {provider} is unavailable ({}). The grant is kept and will be retried.", e.code()),
+            match retry_after {
+                Some(after) => format!(
+                    "Not refreshed: {provider} is unavailable ({}). The grant is kept; the next attempt is in {} seconds.",
+                    e.code(),
+                    after.as_secs()
+                ),
+                None => format!("Not refreshed: {provider} is unavailable ({}). The grant is kept and will be retried.", e.code()),
+            },
         ),
         Err(LifecycleError::ProviderMisconfigured) => (
             false,
