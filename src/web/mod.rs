@@ -23,7 +23,7 @@ use tower_sessions::cookie::SameSite;
 use tower_sessions::{Expiry, SessionManagerLayer};
 
 use crate::AppState;
-use crate::error::AppError;
+use crate::error::{AppError, DatabaseFailure};
 use session_store::Sessions;
 
 pub const SESSION_COOKIE: &str = "keyhaven_session";
@@ -36,6 +36,7 @@ pub fn router(state: AppState, store: Sessions) -> Router {
         .layer(session_layer(&state, store.with_cached_reads()));
     let admin_pages = admin::router(state.clone()).layer(session_layer(&state, store));
 
+    let pool = state.pool.clone();
     let app = Router::new()
         .merge(end_user_pages)
         .merge(admin_pages)
@@ -45,7 +46,7 @@ pub fn router(state: AppState, store: Sessions) -> Router {
         .fallback(|| async { AppError::NotFound })
         .layer(RequestBodyLimitLayer::new(64 * 1024))
         .with_state(state);
-    with_security_headers(app).layer(TraceLayer::new_for_http().make_span_with(|req: &Request| {
+    finish_responses(app, pool).layer(TraceLayer::new_for_http().make_span_with(|req: &Request| {
         // The route template only: raw paths and queries carry links, codes and states.
         let route = req
             .extensions()
@@ -79,17 +80,21 @@ const SECURITY_HEADERS: [(HeaderName, &str); 5] = [
     ),
 ];
 
-/// One layer for all of them: every layer costs each request a boxed future.
-fn with_security_headers(router: Router) -> Router {
+/// One layer for the security headers and for telling the pool about a broken database
+/// connection a request saw: every layer costs each request a boxed future.
+fn finish_responses(router: Router, pool: crate::db::Pool) -> Router {
     router.layer(axum::middleware::map_response(
-        |mut response: Response| async move {
+        move |mut response: Response| {
+            if response.extensions().get::<DatabaseFailure>().is_some() {
+                pool.note_connection_failure();
+            }
             let headers = response.headers_mut();
             for (name, value) in SECURITY_HEADERS {
                 if !headers.contains_key(&name) {
                     headers.insert(name, HeaderValue::from_static(value));
                 }
             }
-            response
+            std::future::ready(response)
         },
     ))
 }
@@ -103,14 +108,14 @@ pub async fn housekeeping(state: AppState, store: Sessions) {
         if let Ok(mut conn) = state.pool.acquire().await
             && let Err(e) = crate::db::pending::delete_expired(&mut conn, state.clock.now()).await
         {
-            crate::db::pool::note_failure(&e);
+            state.pool.note_failure(&e);
             tracing::warn!(error = %e, "could not delete expired authorizations");
         }
         let before = state.clock.now() - admin::login_failures_kept();
         if let Ok(mut conn) = state.pool.acquire().await
             && let Err(e) = crate::db::admins::delete_old_failures(&mut conn, before).await
         {
-            crate::db::pool::note_failure(&e);
+            state.pool.note_failure(&e);
             tracing::warn!(error = %e, "could not delete old admin sign-in failures");
         }
         if let Err(e) = store.delete_expired().await {

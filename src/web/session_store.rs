@@ -11,7 +11,6 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
-use sqlx::PgPool;
 
 use crate::db::Pool;
 use time::OffsetDateTime;
@@ -29,16 +28,16 @@ const CACHE_CAPACITY: u64 = 20_000;
 #[derive(Clone, Debug)]
 pub struct Sessions {
     postgres: PostgresStore,
-    /// New sessions are written through the portal's pool (no round trip on return).
+    /// The portal's pool, which the Postgres store shares.
     pool: Pool,
     cache: moka::sync::Cache<Id, Record>,
     read_from_cache: bool,
 }
 
 impl Sessions {
-    pub fn new(store_pool: PgPool, pool: Pool) -> Self {
+    pub fn new(pool: Pool) -> Self {
         Self {
-            postgres: PostgresStore::new(store_pool),
+            postgres: PostgresStore::new(pool.pg().clone()),
             pool,
             cache: moka::sync::Cache::builder()
                 .max_capacity(CACHE_CAPACITY)
