@@ -44,11 +44,11 @@ impl Pool {
             .before_acquire(move |conn, meta| {
                 let seen = seen.clone();
                 Box::pin(async move {
-                    if meta.idle_for >= IDLE_CHECK || seen.since_idle(meta.idle_for) {
-                        if let Err(e) = conn.ping().await {
-                            seen.note();
-                            return Err(e);
-                        }
+                    if (meta.idle_for >= IDLE_CHECK || seen.since_idle(meta.idle_for))
+                        && let Err(e) = conn.ping().await
+                    {
+                        seen.note();
+                        return Err(e);
                     }
                     Ok(true)
                 })
