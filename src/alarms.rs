@@ -29,7 +29,7 @@ pub fn note(app: &AppState, provider: &str, error: &TokenError) {
         }
         .await;
         if let Err(e) = result {
-            db::pool::note_failure(&e);
+            app.pool.note_failure(&e);
             tracing::warn!(error = %e, "could not record a host_refused alarm");
         }
     });

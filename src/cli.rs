@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::SecretString;
 
 use crate::clock::Clock;
 use crate::config::{self, DataCenterSettings, ProviderSettings, RawSettings, Settings};
@@ -174,7 +174,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         } => demo(listen, sandbox_listen, &data_dir).await,
         Command::Migrate => {
             let settings = load(cli.config.as_deref())?;
-            db::connect_and_migrate(settings.database.url.expose_secret(), 2).await?;
+            db::connect_and_migrate(&few_connections(&settings.database)).await?;
             println!("migrations applied");
             Ok(())
         }
@@ -263,7 +263,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let password = read_new_password(&email)?;
             // Only the database is needed: no encryption key required for this.
             let raw = config::load_raw(cli.config.as_deref())?;
-            let pool = db::connect_and_migrate(raw.database.url.expose_secret(), 2).await?;
+            let pool = db::connect_and_migrate(&few_connections(&raw.database)).await?;
             accounts::create_admin(&pool, &email, &password)
                 .await
                 .map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -276,7 +276,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         } => {
             let password = read_new_password(&email)?;
             let raw = config::load_raw(cli.config.as_deref())?;
-            let pool = db::connect_and_migrate(raw.database.url.expose_secret(), 2).await?;
+            let pool = db::connect_and_migrate(&few_connections(&raw.database)).await?;
             accounts::change_password(&pool, &email, &password)
                 .await
                 .map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -328,8 +328,16 @@ fn load(file: Option<&Path>) -> anyhow::Result<Settings> {
 /// State for one-shot commands: settings and a database, no listener.
 async fn offline_state(file: Option<&Path>) -> anyhow::Result<AppState> {
     let settings = load(file)?;
-    let pool = db::connect_and_migrate(settings.database.url.expose_secret(), 2).await?;
+    let pool = db::connect_and_migrate(&few_connections(&settings.database)).await?;
     AppState::new(settings, pool, Clock::default())
+}
+
+/// A one-shot command needs no more than two connections.
+fn few_connections(database: &config::DatabaseSettings) -> config::DatabaseSettings {
+    config::DatabaseSettings {
+        max_connections: 2,
+        ..database.clone()
+    }
 }
 
 pub async fn create_api_key(app: &AppState, name: &str) -> anyhow::Result<String> {

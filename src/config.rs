@@ -154,6 +154,16 @@ impl Default for ServerSettings {
 pub struct DatabaseSettings {
     pub url: SecretString,
     pub max_connections: u32,
+    /// How long a request waits for a free connection before answering 503.
+    pub acquire_timeout_secs: u64,
+    /// An unused connection is closed after this long (0: never).
+    pub idle_timeout_secs: u64,
+    /// Every connection is replaced after this long (0: never).
+    pub max_lifetime_secs: u64,
+    /// Set on every pooled connection (0: the server's default).
+    pub statement_timeout_secs: u64,
+    pub lock_timeout_secs: u64,
+    pub idle_in_transaction_timeout_secs: u64,
 }
 
 impl Default for DatabaseSettings {
@@ -161,6 +171,12 @@ impl Default for DatabaseSettings {
         Self {
             url: SecretString::from(local_database_url("keyhaven")),
             max_connections: 10,
+            acquire_timeout_secs: 3,
+            idle_timeout_secs: 600,
+            max_lifetime_secs: 1800,
+            statement_timeout_secs: 30,
+            lock_timeout_secs: 10,
+            idle_in_transaction_timeout_secs: 60,
         }
     }
 }
@@ -365,6 +381,12 @@ impl RawSettings {
             return Err(ConfigError::new(
                 "refresher.lease_secs",
                 "must be at least three times server.http_timeout_secs (a refresh may retry once and log in)",
+            ));
+        }
+        if self.database.max_connections == 0 || self.database.acquire_timeout_secs == 0 {
+            return Err(ConfigError::new(
+                "database",
+                "max_connections and acquire_timeout_secs must be positive",
             ));
         }
         let s = &self.server;

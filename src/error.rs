@@ -101,6 +101,25 @@ impl AppError {
         }
     }
 
+    /// Whether this error may mean broken database connections (see [`DatabaseFailure`]).
+    fn database_failure(&self) -> bool {
+        match self {
+            AppError::Unavailable(e) => crate::db::is_connection_failure(e),
+            AppError::Internal(e) => e
+                .downcast_ref::<sqlx::Error>()
+                .is_some_and(crate::db::is_connection_failure),
+            _ => false,
+        }
+    }
+
+    /// The response, marked for the pool when the error may mean broken connections.
+    fn mark(&self, mut response: Response) -> Response {
+        if self.database_failure() {
+            response.extensions_mut().insert(DatabaseFailure);
+        }
+        response
+    }
+
     pub(crate) fn log(&self) {
         match self {
             AppError::Unavailable(e) => tracing::warn!(error = %e, "database unavailable"),
@@ -109,6 +128,11 @@ impl AppError {
         }
     }
 }
+
+/// Marks a response whose request saw a broken database connection; the router tells the
+/// pool, which then checks its other connections before reusing them.
+#[derive(Clone, Copy, Debug)]
+pub struct DatabaseFailure;
 
 /// The database is (briefly) unreachable, as opposed to the request being wrong.
 pub fn is_unavailable(e: &sqlx::Error) -> bool {
@@ -127,7 +151,6 @@ pub fn is_unavailable(e: &sqlx::Error) -> bool {
 
 impl From<sqlx::Error> for AppError {
     fn from(e: sqlx::Error) -> Self {
-        crate::db::pool::note_failure(&e);
         if is_unavailable(&e) {
             AppError::Unavailable(e)
         } else {
@@ -179,12 +202,13 @@ impl IntoResponse for AppError {
                 | AppError::Conflict { .. }
         )
         .then_some("/connect");
-        ErrorPage {
+        let page = ErrorPage {
             title,
             message: &message,
             retry_href: retry,
         }
-        .response(status)
+        .response(status);
+        self.mark(page)
     }
 }
 
@@ -204,6 +228,6 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         self.0.log();
         let body = serde_json::json!({ "code": self.0.code(), "message": self.0.public_message() });
-        (self.0.status(), Json(body)).into_response()
+        self.0.mark((self.0.status(), Json(body)).into_response())
     }
 }

@@ -112,12 +112,7 @@ pub struct Application {
 impl Application {
     /// Connects to Postgres (creating and migrating the database) and binds the listener.
     pub async fn build(settings: Settings, clock: Clock) -> anyhow::Result<Self> {
-        use secrecy::ExposeSecret;
-        let pool = db::connect_and_migrate(
-            settings.database.url.expose_secret(),
-            settings.database.max_connections,
-        )
-        .await?;
+        let pool = db::connect_and_migrate(&settings.database).await?;
         Self::build_with_pool(settings, pool, clock).await
     }
 
@@ -137,10 +132,7 @@ impl Application {
         pool: db::Pool,
         clock: Clock,
     ) -> anyhow::Result<Self> {
-        use secrecy::ExposeSecret;
-        let store = web::session_store::Sessions::new(db::session_store_pool(
-            settings.database.url.expose_secret(),
-        )?);
+        let store = web::session_store::Sessions::new(pool.pg().clone());
         let state = AppState::new(settings, pool, clock)?;
         Ok(Self {
             listener,

@@ -48,7 +48,7 @@ pub async fn start(tune: impl FnOnce(&mut keyhaven::Settings)) -> Portal {
     settings.refresher.enabled = false;
     tune(&mut settings);
     keyhaven::cli::register_sandbox_clients(&sandbox, &settings, SECRET);
-    let pool = keyhaven::db::connect_and_migrate(&database_url, settings.database.max_connections)
+    let pool = keyhaven::db::connect_and_migrate(&settings.database)
         .await
         .unwrap();
     let app = Application::build_on(listener, settings, pool, clock.clone())

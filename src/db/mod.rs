@@ -16,17 +16,21 @@ pub mod sealed;
 pub mod pool;
 
 use sqlx::migrate::MigrateDatabase;
-use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use sqlx::{ConnectOptions, Connection, PgPool, Postgres};
+use sqlx::postgres::PgConnectOptions;
+use sqlx::{ConnectOptions, Connection, Postgres};
 use std::str::FromStr;
-use std::time::Duration;
 
-pub use pool::Pool;
+use crate::config::DatabaseSettings;
+
+pub use pool::{Pool, is_connection_failure};
 
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
-/// Creates the database if it is missing, runs migrations, and opens the pool.
-pub async fn connect_and_migrate(url: &str, max_connections: u32) -> anyhow::Result<Pool> {
+/// Creates the database if it is missing, runs migrations (on a connection of their own,
+/// without the pool's timeouts), and opens the pool.
+pub async fn connect_and_migrate(settings: &DatabaseSettings) -> anyhow::Result<Pool> {
+    use secrecy::ExposeSecret;
+    let url = settings.url.expose_secret();
     if !Postgres::database_exists(url).await? {
         // Two instances starting together may both try; losing that race is fine.
         if let Err(e) = Postgres::create_database(url).await
@@ -39,17 +43,5 @@ pub async fn connect_and_migrate(url: &str, max_connections: u32) -> anyhow::Res
     let mut conn = options.connect().await?;
     MIGRATOR.run(&mut conn).await?;
     conn.close().await?;
-    // Fail fast when the pool is exhausted rather than queueing behind a slow provider.
-    Ok(Pool::connect(options, max_connections, Duration::from_secs(3)).await?)
-}
-
-/// The few connections tower-sessions' Postgres store uses (it needs an sqlx pool),
-/// opened on first use.
-pub fn session_store_pool(url: &str) -> anyhow::Result<PgPool> {
-    let options = PgConnectOptions::from_str(url)?.application_name("keyhaven-sessions");
-    Ok(PgPoolOptions::new()
-        .max_connections(4)
-        .min_connections(0)
-        .acquire_timeout(Duration::from_secs(3))
-        .connect_lazy_with(options))
+    Ok(Pool::connect(options, settings).await?)
 }

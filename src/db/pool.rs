@@ -1,190 +1,200 @@
-//! The connection pool for requests and background work.
+//! The connection pool: sqlx's `PgPool`, one per process, shared with the session store.
 //!
-//! sqlx's own pool sends a round trip to the server every time a connection is given
-//! back, which doubles the round trips of a one-query request (a credential read).
-//! This pool gives connections back as they are: sqlx resynchronises a connection at
-//! the start of its next query, so one dropped mid-query is safe to reuse. A connection
-//! is checked with a round trip before reuse only when it sat idle for a while or when
-//! a database failure was seen anywhere since it was last known good (a restarted
-//! server breaks every connection at once).
+//! sqlx checks every connection with a round trip when it is given back (that also sends
+//! the `ROLLBACK` of a transaction dropped mid-request), so a connection in the idle queue
+//! was good when it got there. It is checked again before reuse only when it sat idle for
+//! a while, or when a broken connection was seen since it went idle: a restarted server
+//! breaks every connection at once, and the first failure makes the pool check the rest.
 
-use std::ops::{Deref, DerefMut};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use sqlx::postgres::PgConnectOptions;
-use sqlx::{ConnectOptions, Connection, PgConnection};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use sqlx::pool::PoolConnection;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{Connection, PgPool, Postgres};
+
+use crate::config::DatabaseSettings;
 
 /// A connection idle this long is checked before reuse.
 const IDLE_CHECK: Duration = Duration::from_secs(1);
 
-/// Database failures seen by this process; see [`note_failure`].
-static FAILURES: AtomicU64 = AtomicU64::new(0);
-
-/// Records a failure that may mean broken connections: every pooled connection is
-/// checked before its next use.
-pub fn note_failure(e: &sqlx::Error) {
-    if crate::error::is_unavailable(e) || matches!(e, sqlx::Error::Protocol(_)) {
-        FAILURES.fetch_add(1, Ordering::Relaxed);
-    }
-}
-
-#[derive(Clone)]
+/// The process's pool; clones share it.
+#[derive(Clone, Debug)]
 pub struct Pool {
-    inner: Arc<Inner>,
-}
-
-struct Inner {
-    options: PgConnectOptions,
-    idle: Mutex<Vec<Idle>>,
-    permits: Arc<Semaphore>,
-    acquire_timeout: Duration,
-}
-
-struct Idle {
-    conn: PgConnection,
-    since: Instant,
-    /// The failure count when this connection was last known good.
-    verified: u64,
-}
-
-impl std::fmt::Debug for Pool {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Pool")
-            .field("available", &self.inner.permits.available_permits())
-            .finish_non_exhaustive()
-    }
+    pg: PgPool,
+    failures: Arc<LastFailure>,
 }
 
 impl Pool {
     /// Opens one connection at once (so a wrong URL fails at start), the rest on demand.
+    /// Every connection carries the statement, lock and idle-in-transaction timeouts.
     pub async fn connect(
         options: PgConnectOptions,
-        max_connections: u32,
-        acquire_timeout: Duration,
+        settings: &DatabaseSettings,
     ) -> sqlx::Result<Pool> {
-        let pool = Pool {
-            inner: Arc::new(Inner {
-                options,
-                idle: Mutex::new(Vec::new()),
-                permits: Arc::new(Semaphore::new(max_connections.max(1) as usize)),
-                acquire_timeout,
-            }),
-        };
-        drop(pool.acquire().await?);
-        Ok(pool)
+        let failures = Arc::new(LastFailure::new());
+        let seen = failures.clone();
+        let pg = PgPoolOptions::new()
+            .max_connections(settings.max_connections.max(1))
+            .acquire_timeout(Duration::from_secs(settings.acquire_timeout_secs))
+            .idle_timeout(positive_secs(settings.idle_timeout_secs))
+            .max_lifetime(positive_secs(settings.max_lifetime_secs))
+            .test_before_acquire(false)
+            .before_acquire(move |conn, meta| {
+                let seen = seen.clone();
+                Box::pin(async move {
+                    if (meta.idle_for >= IDLE_CHECK || seen.since_idle(meta.idle_for))
+                        && let Err(e) = conn.ping().await
+                    {
+                        seen.note();
+                        return Err(e);
+                    }
+                    Ok(true)
+                })
+            })
+            .connect_with(with_timeouts(options, settings))
+            .await?;
+        Ok(Pool { pg, failures })
     }
 
     /// A connection, waiting at most the acquire timeout for one to be free.
-    pub async fn acquire(&self) -> sqlx::Result<PoolConnection> {
-        let deadline = tokio::time::Instant::now() + self.inner.acquire_timeout;
-        let permit = tokio::time::timeout_at(deadline, self.inner.permits.clone().acquire_owned())
-            .await
-            .map_err(|_| sqlx::Error::PoolTimedOut)?
-            .map_err(|_| sqlx::Error::PoolClosed)?;
-        let failures = FAILURES.load(Ordering::Relaxed);
-        while let Some(mut idle) = self.pop_idle() {
-            let trusted = idle.verified == failures && idle.since.elapsed() < IDLE_CHECK;
-            if trusted || idle.conn.ping().await.is_ok() {
-                return Ok(self.guard(idle.conn, failures, permit));
-            }
-            // Broken: dropping it closes the socket; try the next one.
-        }
-        let conn = self.open(deadline).await?;
-        Ok(self.guard(conn, failures, permit))
+    ///
+    /// A server that refuses a new connection (not accepting connections, shutting down,
+    /// a dropped database) makes the database unavailable to us for now: that answers
+    /// as an I/O error, like a server that cannot be reached, not as a wrong query.
+    pub async fn acquire(&self) -> sqlx::Result<PoolConnection<Postgres>> {
+        self.pg.acquire().await.map_err(|e| match e {
+            sqlx::Error::Database(refused) => sqlx::Error::Io(std::io::Error::new(
+                std::io::ErrorKind::ConnectionRefused,
+                refused.to_string(),
+            )),
+            e => e,
+        })
     }
 
-    /// A new connection, retrying until the deadline: a server restarting or refusing
-    /// connections for a moment is waited out, a longer outage answers "timed out".
-    async fn open(&self, deadline: tokio::time::Instant) -> sqlx::Result<PgConnection> {
-        let mut pause = Duration::from_millis(20);
-        loop {
-            match tokio::time::timeout_at(deadline, self.inner.options.connect()).await {
-                Ok(Ok(conn)) => return Ok(conn),
-                Ok(Err(e)) => tracing::debug!(error = %e, "could not open a database connection"),
-                Err(_) => return Err(sqlx::Error::PoolTimedOut),
-            }
-            if tokio::time::Instant::now() + pause >= deadline {
-                return Err(sqlx::Error::PoolTimedOut);
-            }
-            tokio::time::sleep(pause).await;
-            pause = (pause * 2).min(Duration::from_millis(500));
+    /// The sqlx pool itself, for libraries that take one (the session store).
+    pub fn pg(&self) -> &PgPool {
+        &self.pg
+    }
+
+    /// Records `e` if it may mean broken connections: every connection that went idle
+    /// before now is checked before its next use.
+    pub fn note_failure(&self, e: &sqlx::Error) {
+        if is_connection_failure(e) {
+            self.failures.note();
         }
     }
 
-    /// Refuses new loans and closes the idle connections; loans out close when returned.
-    pub fn close(&self) {
-        self.inner.permits.close();
-        self.inner
-            .idle
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .clear();
+    /// The same, for a failure already classified by [`is_connection_failure`].
+    pub fn note_connection_failure(&self) {
+        self.failures.note();
     }
 
-    /// The most recently used idle connection: the one most likely to be healthy.
-    fn pop_idle(&self) -> Option<Idle> {
-        self.inner
-            .idle
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .pop()
+    /// Refuses new loans and closes the connections (those on loan when given back).
+    pub async fn close(&self) {
+        self.pg.close().await;
     }
+}
 
-    fn guard(
-        &self,
-        conn: PgConnection,
-        verified: u64,
-        permit: OwnedSemaphorePermit,
-    ) -> PoolConnection {
-        PoolConnection {
-            conn: Some(conn),
-            verified,
-            pool: self.inner.clone(),
-            _permit: permit,
+/// An error that may mean the server dropped its connections (a restart, a failover,
+/// a terminated backend), as opposed to a wrong query or an exhausted pool.
+pub fn is_connection_failure(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Io(_) | sqlx::Error::Tls(_) | sqlx::Error::Protocol(_) => true,
+        // 57P: operator intervention (shutdown, terminated); 08: connection exceptions.
+        sqlx::Error::Database(db) => db
+            .code()
+            .is_some_and(|c| c.starts_with("57P") || c.starts_with("08")),
+        _ => false,
+    }
+}
+
+/// The session parameters every pooled connection starts with (`0` leaves one unset).
+/// Migrations use the options without them: a migration may lock or run for long.
+fn with_timeouts(options: PgConnectOptions, settings: &DatabaseSettings) -> PgConnectOptions {
+    let timeouts = [
+        ("statement_timeout", settings.statement_timeout_secs),
+        ("lock_timeout", settings.lock_timeout_secs),
+        (
+            "idle_in_transaction_session_timeout",
+            settings.idle_in_transaction_timeout_secs,
+        ),
+    ];
+    options.options(
+        timeouts
+            .into_iter()
+            .filter(|(_, secs)| *secs > 0)
+            .map(|(name, secs)| (name, format!("{secs}s"))),
+    )
+}
+
+fn positive_secs(secs: u64) -> Option<Duration> {
+    (secs > 0).then(|| Duration::from_secs(secs))
+}
+
+/// When this pool last saw a broken connection, as nanoseconds after `origin`
+/// (0: never).
+#[derive(Debug)]
+struct LastFailure {
+    origin: Instant,
+    at: AtomicU64,
+}
+
+impl LastFailure {
+    fn new() -> Self {
+        LastFailure {
+            origin: Instant::now(),
+            at: AtomicU64::new(0),
         }
     }
-}
 
-/// A connection on loan; it goes back to the pool when dropped.
-pub struct PoolConnection {
-    conn: Option<PgConnection>,
-    verified: u64,
-    pool: Arc<Inner>,
-    _permit: OwnedSemaphorePermit,
-}
+    fn now(&self) -> u64 {
+        nanos(self.origin.elapsed())
+    }
 
-impl Deref for PoolConnection {
-    type Target = PgConnection;
-    #[expect(clippy::expect_used, reason = "the connection is taken only in drop")]
-    fn deref(&self) -> &PgConnection {
-        self.conn.as_ref().expect("present until dropped")
+    fn note(&self) {
+        self.note_at(self.now());
+    }
+
+    fn note_at(&self, at: u64) {
+        self.at.fetch_max(at.max(1), Ordering::Relaxed);
+    }
+
+    /// Whether a failure was seen since a connection went idle `idle_for` ago (sqlx
+    /// checked it when it went idle, so an earlier failure does not concern it).
+    fn since_idle(&self, idle_for: Duration) -> bool {
+        self.seen_since(self.now().saturating_sub(nanos(idle_for)))
+    }
+
+    fn seen_since(&self, idle_since: u64) -> bool {
+        let at = self.at.load(Ordering::Relaxed);
+        at != 0 && at >= idle_since
     }
 }
 
-impl DerefMut for PoolConnection {
-    #[expect(clippy::expect_used, reason = "the connection is taken only in drop")]
-    fn deref_mut(&mut self) -> &mut PgConnection {
-        self.conn.as_mut().expect("present until dropped")
-    }
+fn nanos(d: Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
 }
 
-impl Drop for PoolConnection {
-    fn drop(&mut self) {
-        if let Some(conn) = self.conn.take()
-            && !self.pool.permits.is_closed()
-        {
-            self.pool
-                .idle
-                .lock()
-                .unwrap_or_else(|poisoned| poisoned.into_inner())
-                .push(Idle {
-                    conn,
-                    since: Instant::now(),
-                    verified: self.verified,
-                });
-        }
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failure_concerns_only_connections_that_went_idle_before_it() {
+        let failures = LastFailure::new();
+        assert!(!failures.seen_since(0), "no failure yet");
+        failures.note_at(5_000);
+        assert!(failures.seen_since(4_000));
+        assert!(failures.seen_since(5_000));
+        assert!(!failures.seen_since(5_001), "went idle after the failure");
+        failures.note_at(3_000);
+        assert!(
+            !failures.seen_since(5_001),
+            "an older report does not move it back"
+        );
+        failures.note_at(6_000);
+        assert!(failures.seen_since(5_001));
     }
 }

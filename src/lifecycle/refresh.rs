@@ -312,7 +312,7 @@ async fn store_durably(
             Ok(version) => return Ok(version),
             Err(e) if attempt < DB_RETRIES && crate::error::is_unavailable(&e) => {
                 // The retry must not get the same broken connection back.
-                crate::db::pool::note_failure(&e);
+                app.pool.note_failure(&e);
                 attempt += 1;
                 tracing::warn!(error = %e, attempt, "database unavailable while storing a refreshed grant; retrying");
                 tokio::time::sleep(StdDuration::from_millis(500)).await;

@@ -36,7 +36,7 @@ async fn readyz(State(app): State<AppState>) -> (StatusCode, Json<serde_json::Va
             Json(serde_json::json!({ "status": "ready" })),
         ),
         Err(e) => {
-            crate::db::pool::note_failure(&e);
+            app.pool.note_failure(&e);
             tracing::warn!(error = %e, "readiness check failed");
             (
                 StatusCode::SERVICE_UNAVAILABLE,

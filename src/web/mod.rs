@@ -24,7 +24,7 @@ use tower_sessions::cookie::SameSite;
 use tower_sessions::{Expiry, SessionManagerLayer};
 
 use crate::AppState;
-use crate::error::AppError;
+use crate::error::{AppError, DatabaseFailure};
 use session_store::Sessions;
 
 /// The end user's session cookie (`__Host-` prefixed on https).
@@ -51,6 +51,7 @@ pub fn router(state: AppState, store: Sessions) -> Router {
     ));
     let headers = security_headers(&state.settings);
 
+    let pool = state.pool.clone();
     let app = Router::new()
         .merge(end_user_pages)
         .merge(admin_pages)
@@ -60,7 +61,7 @@ pub fn router(state: AppState, store: Sessions) -> Router {
         .fallback(|| async { AppError::NotFound })
         .layer(RequestBodyLimitLayer::new(64 * 1024))
         .with_state(state);
-    with_security_headers(app, headers).layer(TraceLayer::new_for_http().make_span_with(
+    finish_responses(app, headers, pool).layer(TraceLayer::new_for_http().make_span_with(
         |req: &Request| {
             // The route template only: raw paths and queries carry links, codes and states.
             let route = req
@@ -128,11 +129,19 @@ pub fn security_headers(settings: &crate::Settings) -> Vec<(HeaderName, HeaderVa
     headers
 }
 
-/// One layer for all of them: every layer costs each request a boxed future.
-fn with_security_headers(router: Router, fixed: Vec<(HeaderName, HeaderValue)>) -> Router {
+/// One layer for the security headers and for telling the pool about a broken database
+/// connection a request saw: every layer costs each request a boxed future.
+fn finish_responses(
+    router: Router,
+    fixed: Vec<(HeaderName, HeaderValue)>,
+    pool: crate::db::Pool,
+) -> Router {
     let fixed = std::sync::Arc::new(fixed);
     router.layer(axum::middleware::map_response(
         move |mut response: Response| {
+            if response.extensions().get::<DatabaseFailure>().is_some() {
+                pool.note_connection_failure();
+            }
             let fixed = fixed.clone();
             async move {
                 let headers = response.headers_mut();
@@ -156,18 +165,18 @@ pub async fn housekeeping(state: AppState, store: Sessions) {
         if let Ok(mut conn) = state.pool.acquire().await
             && let Err(e) = crate::db::pending::delete_expired(&mut conn, state.clock.now()).await
         {
-            crate::db::pool::note_failure(&e);
+            state.pool.note_failure(&e);
             tracing::warn!(error = %e, "could not delete expired authorizations");
         }
         let before = state.clock.now() - admin::login_failures_kept();
         if let Ok(mut conn) = state.pool.acquire().await
             && let Err(e) = crate::db::admins::delete_old_failures(&mut conn, before).await
         {
-            crate::db::pool::note_failure(&e);
+            state.pool.note_failure(&e);
             tracing::warn!(error = %e, "could not delete old admin sign-in failures");
         }
         if let Err(e) = crate::housekeeping::sweep(&state).await {
-            crate::db::pool::note_failure(&e);
+            state.pool.note_failure(&e);
             tracing::warn!(error = %e, "could not delete links and events past their retention");
         }
         if let Err(e) = store.delete_expired().await {

@@ -200,7 +200,7 @@ async fn health_and_readiness() {
             .status(),
         StatusCode::OK
     );
-    app.state.pool.close();
+    app.state.pool.close().await;
     assert_eq!(
         client
             .get(format!("{}/readyz", app.url))

@@ -148,7 +148,7 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
     }
     (options.tweak)(&mut settings);
     keyhaven::cli::register_sandbox_clients(&sandbox, &settings, CLIENT_SECRET);
-    let pool = keyhaven::db::connect_and_migrate(&database_url, options.pool_size)
+    let pool = keyhaven::db::connect_and_migrate(&settings.database)
         .await
         .unwrap();
     let app = Application::build_on(listener, settings, pool, clock.clone())
@@ -331,7 +331,7 @@ impl TestApp {
         let mut settings = self.state.settings.clone();
         settings.server.listen = addr;
         tweak(&mut settings);
-        let pool = keyhaven::db::connect_and_migrate(&self.database_url, 10)
+        let pool = keyhaven::db::connect_and_migrate(&settings.database)
             .await
             .unwrap();
         let app = Application::build_on(listener, settings, pool, self.clock.clone())

@@ -14,6 +14,7 @@ mod hardening;
 mod helpers;
 mod lifecycle;
 mod links;
+mod pool;
 mod providers;
 mod sandbox_providers;
 mod secrets;
