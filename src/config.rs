@@ -383,10 +383,10 @@ impl RawSettings {
                 "must be at least three times server.http_timeout_secs (a refresh may retry once and log in)",
             ));
         }
-        if self.database.max_connections == 0 || self.database.acquire_timeout_secs == 0 {
+        if self.database.acquire_timeout_secs == 0 {
             return Err(ConfigError::new(
-                "database",
-                "max_connections and acquire_timeout_secs must be positive",
+                "database.acquire_timeout_secs",
+                "must be positive",
             ));
         }
         let s = &self.server;

@@ -340,6 +340,7 @@ impl Serve {
             .env("RUST_LOG", "info")
             .env("KEYHAVEN_SERVER__LISTEN", format!("127.0.0.1:{port}"))
             .env("KEYHAVEN_SERVER__PUBLIC_URL", &url)
+            .env("KEYHAVEN_SERVER__ALLOW_INSECURE_PROVIDER_HOSTS", "true")
             .env("DATABASE_URL", &app.database_url)
             .env("KEYHAVEN_ENCRYPTION_KEYS", &app.keys)
             .env(
