@@ -184,6 +184,8 @@ pub struct ProviderSettings {
     pub data_centers: BTreeMap<String, DataCenterSettings>,
     /// Most refreshes of this provider's connections in flight at once (background refresher).
     pub refresh_concurrency: Option<usize>,
+    /// A line shown on the provider's card on the connect page (e.g. which account to use).
+    pub connect_hint: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -226,6 +228,8 @@ pub struct Settings {
     pub providers: Vec<Provider>,
     /// Configured but not offered, with the reason (shown to admins).
     pub unavailable_providers: Vec<(String, String)>,
+    /// Per provider id, the line its connect card shows (`providers.<id>.connect_hint`).
+    pub connect_hints: BTreeMap<String, String>,
 }
 
 impl Settings {
@@ -338,6 +342,12 @@ impl RawSettings {
             }
         }
         offered.sort_by(|a, b| a.display_name.cmp(&b.display_name));
+        let connect_hints = self
+            .providers
+            .iter()
+            .filter_map(|(id, raw)| Some((id.clone(), raw.connect_hint.clone()?)))
+            .filter(|(_, hint)| !hint.trim().is_empty())
+            .collect();
         Ok(Settings {
             server: self.server,
             database: self.database,
@@ -346,6 +356,7 @@ impl RawSettings {
             refresher: self.refresher,
             providers: offered,
             unavailable_providers: unavailable,
+            connect_hints,
         })
     }
 }

@@ -88,6 +88,8 @@ pub struct Options {
     pub bullhorn_api_user: bool,
     /// Last changes to the settings before the app starts.
     pub tweak: fn(&mut keyhaven::Settings),
+    /// Set up as `keyhaven demo` is (`cli::demo_setup`).
+    pub demo: bool,
 }
 
 impl Default for Options {
@@ -97,6 +99,7 @@ impl Default for Options {
             pool_size: 10,
             bullhorn_api_user: false,
             tweak: |_| {},
+            demo: false,
         }
     }
 }
@@ -135,6 +138,9 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
     }
     (options.tweak)(&mut settings);
     keyhaven::cli::register_sandbox_clients(&sandbox, &settings, CLIENT_SECRET);
+    if options.demo {
+        keyhaven::cli::demo_setup(&sandbox, &mut settings);
+    }
     let pool = keyhaven::db::connect_and_migrate(&database_url, options.pool_size)
         .await
         .unwrap();

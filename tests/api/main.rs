@@ -8,6 +8,7 @@ mod browser;
 mod callback_input;
 mod config;
 mod connect_flow;
+mod demo;
 mod exchange_faults;
 mod helpers;
 mod lifecycle;
