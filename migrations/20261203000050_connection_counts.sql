@@ -59,9 +59,8 @@ BEGIN
 END
 $$;
 
--- No connection may change while the triggers start and the first counts are taken.
-LOCK TABLE connections IN SHARE ROW EXCLUSIVE MODE;
-
+-- Creating a trigger locks out writes to the table until the migration commits, so the
+-- first counts below miss nothing and count nothing twice.
 CREATE TRIGGER connection_counts_inserted AFTER INSERT ON connections
     REFERENCING NEW TABLE AS new_rows
     FOR EACH STATEMENT EXECUTE FUNCTION connection_counts_inserted();
