@@ -150,6 +150,95 @@ async fn a_newcomer_connects_the_demos_bullhorn_with_any_username_and_password()
     );
 }
 
+/// The form's first submit button that has a name, as a browser's Enter key sends it.
+fn first_button(form_html: &str) -> Option<(String, String)> {
+    form_html.split("<button").skip(1).find_map(|tag| {
+        let tag = tag.split('>').next()?;
+        Some((attribute(tag, "name")?, attribute(tag, "value")?))
+    })
+}
+
+#[tokio::test]
+async fn every_card_in_the_demo_connects_by_filling_in_the_pages_forms() {
+    let app = spawn_app_with(Options {
+        demo: true,
+        ..Default::default()
+    })
+    .await;
+    let browser = app.user_browser("reader").await;
+    let page = browser
+        .get(format!("{}/connect", app.url))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let providers: Vec<String> = page
+        .split("id=\"provider-")
+        .skip(1)
+        .filter_map(|s| s.split('"').next().map(String::from))
+        .collect();
+    assert_eq!(providers.len(), 5, "{providers:?}");
+    for provider in providers {
+        let page = browser
+            .get(format!("{}/connect", app.url))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        // What a reader does: fill in every empty field, press the button.
+        let (action, mut fields) = form(&page, Some(&format!("/connect/{provider}")));
+        for value in fields.values_mut().filter(|v| v.is_empty()) {
+            *value = "reader".into();
+        }
+        let r = browser
+            .post(format!("{}{action}", app.url))
+            .form(&fields)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::SEE_OTHER, "{provider}");
+        let sandbox_page = browser.get(location(&r)).send().await.unwrap();
+        assert_eq!(sandbox_page.status(), StatusCode::OK, "{provider}");
+        let sandbox_page = sandbox_page.text().await.unwrap();
+        let (action, mut fields) = form(&sandbox_page, None);
+        for value in fields.values_mut().filter(|v| v.is_empty()) {
+            *value = "reader".into();
+        }
+        let form_html = sandbox_page.split("<form").nth(1).unwrap();
+        let (name, value) = first_button(form_html).unwrap();
+        fields.insert(name, value);
+        let r = browser
+            .post(format!("{}{action}", app.sandbox_url))
+            .form(&fields)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::FOUND, "{provider}: {sandbox_page}");
+        let r = browser.get(location(&r)).send().await.unwrap();
+        assert_eq!(r.status(), StatusCode::SEE_OTHER, "{provider} callback");
+        let done = browser
+            .get(format!("{}{}", app.url, location(&r)))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let card = done
+            .split(&format!("id=\"provider-{provider}\""))
+            .nth(1)
+            .unwrap()
+            .split("</li>")
+            .next()
+            .unwrap();
+        assert!(card.contains("status-ok"), "{provider}: {card}");
+    }
+}
+
 #[tokio::test]
 async fn outside_the_demo_the_sandboxs_bullhorn_still_wants_a_known_user() {
     let app = spawn_app_with(Options::default()).await;
