@@ -384,6 +384,8 @@ async fn shutdown_signal() {
 
 /// Demo client credentials: they only ever meet the local sandbox.
 const DEMO_CLIENT_ID: &str = "keyhaven-demo";
+/// The demo's Bullhorn takes any username and password (see the sandbox's open sign-in).
+pub const DEMO_BULLHORN_HINT: &str = "Demo: any Bullhorn username and password work. Type a username here, e.g. jane (a user in the east data center), jane.west or jane.emea (in that one); on the sandbox's sign-in page that follows, type it again with any password.";
 /// The demo's admin; its password is new on every start.
 pub const DEMO_ADMIN_EMAIL: &str = "admin@example.com";
 
@@ -498,6 +500,15 @@ pub fn register_sandbox_clients(sandbox: &Sandbox, settings: &Settings, client_s
     );
 }
 
+/// What the demo adds to the sandbox settings, so that a newcomer finishes every card:
+/// Bullhorn takes any username and password, and its card says so.
+pub fn demo_setup(sandbox: &Sandbox, settings: &mut Settings) {
+    sandbox.set_bullhorn_open_sign_in(true);
+    settings
+        .connect_hints
+        .insert("bullhorn".into(), DEMO_BULLHORN_HINT.into());
+}
+
 async fn demo(
     listen: SocketAddr,
     sandbox_listen: SocketAddr,
@@ -525,6 +536,7 @@ async fn demo(
     // The printed link should still work after a coffee break.
     settings.links.connect_link_hours = 24;
     register_sandbox_clients(&sandbox, &settings, &client_secret);
+    demo_setup(&sandbox, &mut settings);
     let app = Application::build(settings, clock)
         .await
         .context("starting the portal")?;

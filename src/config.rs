@@ -234,6 +234,8 @@ pub struct ProviderSettings {
     /// Bullhorn: the domains its data-center hosts must be under (default `bullhornstaffing.com`).
     #[serde(default, deserialize_with = "string_or_list")]
     pub allowed_host_suffixes: Option<Vec<String>>,
+    /// A line shown on the provider's card on the connect page (e.g. which account to use).
+    pub connect_hint: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -277,6 +279,8 @@ pub struct Settings {
     /// Configured but not offered, with the reason (shown to admins).
     pub unavailable_providers: Vec<(String, String)>,
     pub housekeeping: HousekeepingSettings,
+    /// Per provider id, the line its connect card shows (`providers.<id>.connect_hint`).
+    pub connect_hints: BTreeMap<String, String>,
 }
 
 impl Settings {
@@ -470,6 +474,12 @@ impl RawSettings {
             }
         }
         offered.sort_by(|a, b| a.display_name.cmp(&b.display_name));
+        let connect_hints = self
+            .providers
+            .iter()
+            .filter_map(|(id, raw)| Some((id.clone(), raw.connect_hint.clone()?)))
+            .filter(|(_, hint)| !hint.trim().is_empty())
+            .collect();
         Ok(Settings {
             server: self.server,
             database: self.database,
@@ -479,6 +489,7 @@ impl RawSettings {
             providers: offered,
             unavailable_providers: unavailable,
             housekeeping: self.housekeeping,
+            connect_hints,
         })
     }
 }

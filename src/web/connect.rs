@@ -239,6 +239,8 @@ pub struct Card {
     pub note: Option<&'static str>,
     /// The upstream account a "Connect a different account" button would replace.
     pub replaces: Option<String>,
+    /// The operator's line for this provider (`connect_hint`).
+    pub hint: Option<String>,
 }
 
 #[derive(Template, WebTemplate)]
@@ -252,7 +254,11 @@ pub struct ConnectPage {
 
 const ZOHO_NOTE: &str = "Before you reconnect: Zoho keeps at most 20 active grants per user and silently deletes the oldest when a new one is made, which can disconnect another app you use with Zoho.";
 
-fn card(provider: &Provider, existing: Option<&db::connections::ConnectionSummary>) -> Card {
+fn card(
+    provider: &Provider,
+    existing: Option<&db::connections::ConnectionSummary>,
+    hint: Option<&String>,
+) -> Card {
     let (status, status_label, action) = match existing.map(|c| c.status.as_str()) {
         None | Some("revoked") => ("none", "Not connected", "Connect"),
         Some("needs_reconnect") => ("broken", "Needs reconnect", "Reconnect"),
@@ -287,6 +293,7 @@ fn card(provider: &Provider, existing: Option<&db::connections::ConnectionSummar
         action,
         form,
         note,
+        hint: hint.cloned(),
     }
 }
 
@@ -326,7 +333,10 @@ async fn connect_page(
         .settings
         .providers
         .iter()
-        .map(|p| card(p, connections.iter().find(|c| c.provider == p.id)))
+        .map(|p| {
+            let existing = connections.iter().find(|c| c.provider == p.id);
+            card(p, existing, app.settings.connect_hints.get(&p.id))
+        })
         .collect();
     let notice = query.connected.and_then(|id| {
         app.settings

@@ -1345,3 +1345,69 @@ async fn behind_a_trusted_proxy_the_limit_counts_the_address_the_proxy_saw() {
     let next_block = sign_in_via_proxy(&app, ADMIN_EMAIL, ADMIN_PASSWORD, "2001:db8:0:2::1").await;
     assert_eq!(next_block, StatusCode::SEE_OTHER);
 }
+
+/// The dashboard's counts are kept by triggers; after inserts in bulk and one by one
+/// from several backends, status and provider changes, other updates and deletes (also
+/// cascading from end users), they equal a full count.
+#[tokio::test]
+async fn connection_counts_equal_a_full_count_whatever_changed() {
+    let app = spawn_app().await;
+    connect_as(&app, "count-a", "A", "smartrecruiters", "sam.sandbox").await;
+    let db = app.pool();
+    sqlx::query(
+        "INSERT INTO end_users (id, external_id)
+         SELECT md5('count' || n)::uuid, 'count-' || n FROM generate_series(1, 300) n",
+    )
+    .execute(db)
+    .await
+    .unwrap();
+    sqlx::query(
+        "INSERT INTO connections (id, end_user_id, provider, status)
+         SELECT gen_random_uuid(), md5('count' || n)::uuid,
+                (ARRAY['acme', 'zoho', 'hurdlr'])[1 + n % 3], 'active'
+         FROM generate_series(1, 200) n",
+    )
+    .execute(db)
+    .await
+    .unwrap();
+    // One by one, at once, from the pool's several backends.
+    let mut singles = tokio::task::JoinSet::new();
+    for n in 201..=300 {
+        let db = db.clone();
+        singles.spawn(async move {
+            sqlx::query(
+                "INSERT INTO connections (id, end_user_id, provider, status)
+                 VALUES (gen_random_uuid(), md5('count' || $1)::uuid, 'acme', 'degraded')",
+            )
+            .bind(n.to_string())
+            .execute(&db)
+            .await
+        });
+    }
+    while let Some(r) = singles.join_next().await {
+        r.unwrap().unwrap();
+    }
+    for statement in [
+        "UPDATE connections SET status = 'needs_reconnect' WHERE provider = 'zoho' AND random() < 0.5",
+        "UPDATE connections SET provider = 'acme' WHERE provider = 'hurdlr' AND random() < 0.5",
+        "UPDATE connections SET updated_at = now(), last_error = 'x'",
+        "UPDATE connections SET status = status",
+        "DELETE FROM connections WHERE provider = 'acme' AND random() < 0.3",
+        "DELETE FROM end_users WHERE external_id LIKE 'count-1%'",
+    ] {
+        sqlx::query(statement).execute(db).await.unwrap();
+        let kept: Vec<(String, String, i64)> = sqlx::query_as(
+            "SELECT provider, status, count FROM connection_counts WHERE count <> 0 ORDER BY 1, 2",
+        )
+        .fetch_all(db)
+        .await
+        .unwrap();
+        let full: Vec<(String, String, i64)> = sqlx::query_as(
+            "SELECT provider, status, count(*) FROM connections GROUP BY 1, 2 ORDER BY 1, 2",
+        )
+        .fetch_all(db)
+        .await
+        .unwrap();
+        assert_eq!(kept, full, "after {statement}");
+    }
+}

@@ -93,6 +93,8 @@ pub struct Options {
     /// Bullhorn's loginInfo at another address (a stub), and its host allow-list.
     pub bullhorn_login_info: Option<String>,
     pub bullhorn_hosts: Option<keyhaven::providers::hosts::HostPolicy>,
+    /// Set up as `keyhaven demo` is (`cli::demo_setup`).
+    pub demo: bool,
 }
 
 impl Default for Options {
@@ -104,6 +106,7 @@ impl Default for Options {
             tweak: |_| {},
             bullhorn_login_info: None,
             bullhorn_hosts: None,
+            demo: false,
         }
     }
 }
@@ -148,6 +151,9 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
     }
     (options.tweak)(&mut settings);
     keyhaven::cli::register_sandbox_clients(&sandbox, &settings, CLIENT_SECRET);
+    if options.demo {
+        keyhaven::cli::demo_setup(&sandbox, &mut settings);
+    }
     let pool = keyhaven::db::connect_and_migrate(&settings.database)
         .await
         .unwrap();

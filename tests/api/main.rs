@@ -9,6 +9,7 @@ mod callback_input;
 mod config;
 mod connect_flow;
 mod custody;
+mod demo;
 mod exchange_faults;
 mod hardening;
 mod helpers;

@@ -75,6 +75,8 @@ pub struct State {
     users: Vec<User>,
     /// REST sessions by BhRestToken.
     sessions: HashMap<String, Session>,
+    /// The demo's sign-up on first sight: any username and password sign in.
+    open_sign_in: bool,
 }
 
 impl State {
@@ -84,6 +86,11 @@ impl State {
 
     fn first_in(&self, dc: &str) -> Option<&User> {
         self.users.iter().find(|u| u.dc == dc)
+    }
+
+    /// Whether any username and password sign in (the demo).
+    pub fn open_sign_in(&self) -> bool {
+        self.open_sign_in
     }
 
     pub fn end_sessions_of(&mut self, username: &str) {
@@ -97,6 +104,29 @@ pub fn add_default_users(w: &mut World) {
     for (dc, _) in DATA_CENTERS {
         add_user(w, &format!("{dc}.user"), "bullhorn-pass", dc);
     }
+}
+
+/// With open sign-in, a username seen for the first time becomes a user in the data
+/// center its ending names (`jane.west`, `jane.emea`; `emea.jane` too, like the default
+/// users), otherwise in `home`. Without it, or for a blank or overlong name, nothing.
+pub fn sign_up_on_first_sight(w: &mut World, username: &str, home: &'static str) {
+    if !w.bullhorn.open_sign_in
+        || username.is_empty()
+        || username.len() > 100
+        || username.chars().any(char::is_control)
+        || w.bullhorn.user(username).is_some()
+    {
+        return;
+    }
+    add_user(w, username, "", named_data_center(username).unwrap_or(home));
+}
+
+/// The data center a username's ending (or beginning) names, if any.
+pub fn named_data_center(username: &str) -> Option<&'static str> {
+    let lower = username.to_ascii_lowercase();
+    let suffix = lower.rsplit_once('.').and_then(|(_, s)| data_center(s));
+    let prefix = lower.split_once('.').and_then(|(p, _)| data_center(p));
+    suffix.or(prefix)
 }
 
 /// The password joins `secrets_seen` only when a client sends it: the default one is too
@@ -169,6 +199,13 @@ impl Sandbox {
         Ok(())
     }
 
+    /// The demo's Bullhorn: any username and password sign in, a new username becoming
+    /// a user in the data center its ending names (`.west`, `.emea`), otherwise in east
+    /// (looked up first) or in the data center whose sign-in page it was typed into.
+    pub fn set_bullhorn_open_sign_in(&self, on: bool) {
+        self.world().bullhorn.open_sign_in = on;
+    }
+
     /// Changes a user's password. As at Bullhorn, a change to the user's account ends
     /// their grants (refresh and access tokens) and REST sessions; returns the number
     /// of tokens ended.
@@ -236,4 +273,18 @@ async fn change_password_endpoint(
 
 async fn expire_sessions_endpoint(Shared(sb): Shared<Sandbox>) -> (StatusCode, Json<Value>) {
     knob_answer(Ok(sb.expire_bullhorn_sessions()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::named_data_center;
+
+    #[test]
+    fn a_new_usernames_ending_picks_its_data_center() {
+        assert_eq!(named_data_center("jane.emea"), Some("emea"));
+        assert_eq!(named_data_center("jane.doe.West"), Some("west"));
+        assert_eq!(named_data_center("emea.jane"), Some("emea"));
+        assert_eq!(named_data_center("jane"), None);
+        assert_eq!(named_data_center("jane.mars"), None);
+    }
 }

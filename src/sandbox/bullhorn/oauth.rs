@@ -29,6 +29,8 @@ struct LoginPage<'a> {
     hidden: &'a [(String, String)],
     username: &'a str,
     error: Option<&'static str>,
+    /// The demo: any username and password sign in.
+    open: bool,
 }
 
 /// An authorize request whose client and redirect URI checked out.
@@ -91,8 +93,14 @@ fn validate(
     })
 }
 
-fn login_page(request: &Authorize, username: &str, error: Option<&'static str>) -> Response {
+fn login_page(
+    sb: &Sandbox,
+    request: &Authorize,
+    username: &str,
+    error: Option<&'static str>,
+) -> Response {
     let page = LoginPage {
+        open: sb.world().bullhorn.open_sign_in(),
         dc: request.dc,
         action: format!("/bullhorn/{}/oauth/authorize", request.dc),
         hidden: &request.hidden,
@@ -133,12 +141,12 @@ pub async fn authorize(
     if auto_approve {
         return match first_user {
             Some(username) => issue_code(&sb, &request, &username),
-            None => login_page(&request, "", Some("No user to sign in automatically.")),
+            None => login_page(&sb, &request, "", Some("No user to sign in automatically.")),
         };
     }
     // The portal asked for the username already; the page can show it.
     let username = q.get("username").map(String::as_str).unwrap_or_default();
-    login_page(&request, username, None)
+    login_page(&sb, &request, username, None)
 }
 
 /// The login form's POST.
@@ -173,13 +181,16 @@ pub async fn sign_in(
 }
 
 /// Wrong credentials, or a user of another data center: the page again with an error,
-/// never a redirect.
+/// never a redirect. With open sign-in (the demo) the password is not checked and a new
+/// username is signed up first.
 fn sign_in_as(sb: &Sandbox, request: &Authorize, username: &str, password: &str) -> Response {
     let refused = {
         let mut w = sb.world();
         w.remember(password);
+        super::sign_up_on_first_sight(&mut w, username, request.dc);
+        let open = w.bullhorn.open_sign_in();
         let refused = match w.bullhorn.user(username) {
-            Some(u) if u.password != password => Some("Invalid username or password."),
+            Some(u) if !open && u.password != password => Some("Invalid username or password."),
             Some(u) if u.dc != request.dc => Some("This user signs in at another data center."),
             Some(_) => None,
             None => Some("Invalid username or password."),
@@ -190,7 +201,7 @@ fn sign_in_as(sb: &Sandbox, request: &Authorize, username: &str, password: &str)
         refused
     };
     match refused {
-        Some(error) => login_page(request, username, Some(error)),
+        Some(error) => login_page(sb, request, username, Some(error)),
         None => issue_code(sb, request, username),
     }
 }

@@ -68,7 +68,9 @@ pub async fn login_info(
         return rest_error(StatusCode::BAD_REQUEST, "username is required");
     }
     let response = {
-        let w = sb.world();
+        let mut w = sb.world();
+        // A lookup starts at east whatever the host asked; a new user lives there.
+        super::sign_up_on_first_sight(&mut w, username, "east");
         match w.bullhorn.user(username).map(|u| u.dc) {
             None => rest_error(StatusCode::NOT_FOUND, "Unknown username"),
             Some(home) if home == dc => Json(json!({
