@@ -58,6 +58,25 @@ pub struct RawSettings {
     pub refresher: RefresherSettings,
     #[serde(default)]
     pub providers: BTreeMap<String, ProviderSettings>,
+    #[serde(default)]
+    pub logging: LoggingSettings,
+}
+
+/// How log lines are written (always to stderr).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LoggingSettings {
+    pub format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines, coloured only on a terminal.
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
 }
 
 /// Refreshing: on demand (credential API) and in the background.
@@ -103,6 +122,8 @@ pub struct ServerSettings {
     /// Behind a reverse proxy that appends the client's address to `X-Forwarded-For`:
     /// the admin sign-in limit then counts per that address instead of per proxy.
     pub trust_forwarded_for: bool,
+    /// Where `/metrics` (Prometheus text) is served; off when unset.
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 impl Default for ServerSettings {
@@ -114,6 +135,7 @@ impl Default for ServerSettings {
             http_timeout_secs: 10,
             session_hours: 24,
             trust_forwarded_for: false,
+            metrics_listen: None,
         }
     }
 }
@@ -226,6 +248,7 @@ pub struct Settings {
     pub providers: Vec<Provider>,
     /// Configured but not offered, with the reason (shown to admins).
     pub unavailable_providers: Vec<(String, String)>,
+    pub logging: LoggingSettings,
 }
 
 impl Settings {
@@ -346,6 +369,7 @@ impl RawSettings {
             refresher: self.refresher,
             providers: offered,
             unavailable_providers: unavailable,
+            logging: self.logging,
         })
     }
 }

@@ -1,5 +1,6 @@
 //! Keyhaven: a self-hosted OAuth 2.0 account-connection portal.
 
+pub mod check;
 pub mod cli;
 pub mod clock;
 pub mod config;
@@ -92,6 +93,7 @@ pub(crate) fn without_nagle(
 /// A bound, ready-to-run portal.
 pub struct Application {
     listener: TcpListener,
+    metrics_listener: Option<TcpListener>,
     state: AppState,
     store: web::session_store::Sessions,
 }
@@ -129,9 +131,11 @@ impl Application {
             db::session_store_pool(settings.database.url.expose_secret())?,
             pool.clone(),
         );
+        let metrics_listener = web::observe::bind_metrics(settings.server.metrics_listen).await?;
         let state = AppState::new(settings, pool, clock)?;
         Ok(Self {
             listener,
+            metrics_listener,
             state,
             store,
         })
@@ -139,6 +143,13 @@ impl Application {
 
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
         self.listener.local_addr()
+    }
+
+    /// Where `/metrics` is served, when `server.metrics_listen` is set.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_listener
+            .as_ref()
+            .and_then(|l| l.local_addr().ok())
     }
 
     pub fn state(&self) -> &AppState {
@@ -157,6 +168,9 @@ impl Application {
             .refresher
             .enabled
             .then(|| tokio::spawn(lifecycle::refresher::run(self.state.clone())));
+        let metrics = self
+            .metrics_listener
+            .map(|l| tokio::spawn(web::observe::serve_metrics(l, self.state.clone())));
         let app = web::router(self.state, self.store);
         // The peer address identifies a client for the admin sign-in limit.
         let result = axum::serve(
@@ -167,6 +181,9 @@ impl Application {
         .await;
         housekeeping.abort();
         if let Some(task) = refresher {
+            task.abort();
+        }
+        if let Some(task) = metrics {
             task.abort();
         }
         Ok(result?)

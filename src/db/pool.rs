@@ -40,6 +40,7 @@ struct Inner {
     options: PgConnectOptions,
     idle: Mutex<Vec<Idle>>,
     permits: Arc<Semaphore>,
+    max_connections: usize,
     acquire_timeout: Duration,
 }
 
@@ -70,6 +71,7 @@ impl Pool {
                 options,
                 idle: Mutex::new(Vec::new()),
                 permits: Arc::new(Semaphore::new(max_connections.max(1) as usize)),
+                max_connections: max_connections.max(1) as usize,
                 acquire_timeout,
             }),
         };
@@ -112,6 +114,21 @@ impl Pool {
             tokio::time::sleep(pause).await;
             pause = (pause * 2).min(Duration::from_millis(500));
         }
+    }
+
+    /// Connections on loan and connections open but idle (for metrics).
+    pub fn usage(&self) -> (usize, usize) {
+        let in_use = self
+            .inner
+            .max_connections
+            .saturating_sub(self.inner.permits.available_permits());
+        let idle = self
+            .inner
+            .idle
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .len();
+        (in_use, idle)
     }
 
     /// Refuses new loans and closes the idle connections; loans out close when returned.

@@ -14,7 +14,7 @@ use crate::grants::sealed_at;
 use crate::providers::{Context, Kind};
 
 /// What a backend uses to call the provider. Never logged.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct Credential {
     pub connection_id: Uuid,
     pub provider: String,
@@ -23,6 +23,7 @@ pub struct Credential {
     #[serde(with = "time::serde::rfc3339::option")]
     pub expires_at: Option<OffsetDateTime>,
     /// Provider extras: Bullhorn `BhRestToken` and `restUrl`, Zoho `api_host`.
+    #[schema(value_type = Object)]
     pub extras: serde_json::Map<String, serde_json::Value>,
 }
 
@@ -54,7 +55,12 @@ pub async fn credential(
     if fresh(app, &row) && (!force || row.version != first.version) {
         return build(app, &row).await;
     }
-    refresh::refresh(app, row, first.version).await
+    let result = refresh::refresh(app, row, first.version).await;
+    crate::telemetry::metrics::refresh(
+        crate::telemetry::metrics::Trigger::OnDemand,
+        result.as_ref().map_or_else(LifecycleError::outcome, |_| "ok"),
+    );
+    result
 }
 
 pub(crate) async fn load(app: &AppState, id: Uuid) -> Result<GrantRow, LifecycleError> {

@@ -11,9 +11,11 @@ use time::Duration;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
+use super::LifecycleError;
 use super::refresh::refresh_claimed;
 use crate::AppState;
 use crate::db;
+use crate::telemetry::metrics;
 
 /// Runs until the task is dropped.
 pub async fn run(app: AppState) {
@@ -109,7 +111,13 @@ pub async fn run_once(
                 Some(limit) => limit.acquire_owned().await.ok(),
                 None => None,
             };
-            if let Err(e) = refresh_claimed(&app, row).await {
+            let _in_flight = metrics::InFlight::start("background_refresh");
+            let result = refresh_claimed(&app, row).await;
+            metrics::refresh(
+                metrics::Trigger::Background,
+                result.as_ref().map_or_else(LifecycleError::outcome, |_| "ok"),
+            );
+            if let Err(e) = result {
                 tracing::info!(error = %e, "background refresh did not succeed");
             }
         });

@@ -272,7 +272,9 @@ async fn start(
                 password: SecretString::from(password),
                 remember,
             };
+            crate::telemetry::metrics::connect_flow_started(&provider.id);
             super::api_user::connect(&app, provider, &user, ctx, reconnecting, login).await?;
+            crate::telemetry::metrics::connect_flow_completed(&provider.id);
             return Ok(Redirect::to(
                 &return_to.unwrap_or_else(|| format!("/connect?connected={}", provider.id)),
             )
@@ -331,6 +333,7 @@ async fn start(
         },
     );
     tracing::info!(provider = %provider.id, "authorization started");
+    crate::telemetry::metrics::connect_flow_started(&provider.id);
     Ok(Redirect::to(url.as_str()).into_response())
 }
 

@@ -11,6 +11,7 @@ mod connect_flow;
 mod exchange_faults;
 mod helpers;
 mod lifecycle;
+mod operations;
 mod providers;
 mod sandbox_providers;
 mod secrets;
