@@ -114,7 +114,9 @@ async fn migrations<W: std::io::Write>(
     }
     for (version, _, _) in &applied {
         if !known.iter().any(|m| m.version == *version) {
-            problems.push(format!("{version} is unknown to this build (a newer Keyhaven?)"));
+            problems.push(format!(
+                "{version} is unknown to this build (a newer Keyhaven?)"
+            ));
         }
     }
     if problems.is_empty() {
@@ -141,10 +143,7 @@ async fn sealed_value<W: std::io::Write>(
     };
     let primary = settings.keys.primary_id();
     match row {
-        None => report.ok(
-            what,
-            format!("nothing sealed yet; primary key {primary:?}"),
-        ),
+        None => report.ok(what, format!("nothing sealed yet; primary key {primary:?}")),
         Some((id, sealed)) => match settings.keys.open(&sealed, sealed_at(&id, "access_token")) {
             Ok(_) => report.ok(
                 what,

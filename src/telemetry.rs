@@ -27,18 +27,17 @@ pub fn init(format: LogFormat) {
             .with_writer(std::io::stderr)
             .with_ansi(std::io::stderr().is_terminal())
             .try_init(),
-        LogFormat::Json => tracing::subscriber::set_global_default(json_subscriber(
-            env_filter(),
-            std::io::stderr,
-        ))
-        .map_err(Into::into),
+        LogFormat::Json => {
+            tracing::subscriber::set_global_default(json_subscriber(env_filter(), std::io::stderr))
+                .map_err(Into::into)
+        }
     };
 }
 
 /// One JSON object per line: `timestamp`, `level`, `target`, the event's fields
-/// (`message` among them) at the top level, and the innermost span as `span` (for a
-/// request: `request_id`, `method`, `route`, and on its last line `status` and
-/// `duration_ms`).
+/// (`message` among them) at the top level, the innermost span as `span` and every open
+/// span, outermost first, as `spans` (for a request: `request_id`, `method`, `route`,
+/// and on its closing line `status` and `duration_ms`).
 pub fn json_subscriber<W>(filter: EnvFilter, writer: W) -> impl tracing::Subscriber + Send + Sync
 where
     W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
@@ -47,7 +46,7 @@ where
         .json()
         .flatten_event(true)
         .with_current_span(true)
-        .with_span_list(false)
+        .with_span_list(true)
         .with_target(true)
         .with_env_filter(filter)
         .with_writer(writer)

@@ -229,10 +229,9 @@ pub async fn refresh_backlog(conn: &mut PgConnection) -> sqlx::Result<u64> {
 pub async fn counts_by_provider_and_status(
     conn: &mut PgConnection,
 ) -> sqlx::Result<Option<Vec<(String, String, i64)>>> {
-    let exists: bool =
-        sqlx::query_scalar("SELECT to_regclass('connection_counts') IS NOT NULL")
-            .fetch_one(&mut *conn)
-            .await?;
+    let exists: bool = sqlx::query_scalar("SELECT to_regclass('connection_counts') IS NOT NULL")
+        .fetch_one(&mut *conn)
+        .await?;
     if !exists {
         return Ok(None);
     }

@@ -58,7 +58,9 @@ pub async fn credential(
     let result = refresh::refresh(app, row, first.version).await;
     crate::telemetry::metrics::refresh(
         crate::telemetry::metrics::Trigger::OnDemand,
-        result.as_ref().map_or_else(LifecycleError::outcome, |_| "ok"),
+        result
+            .as_ref()
+            .map_or_else(LifecycleError::outcome, |_| "ok"),
     );
     result
 }

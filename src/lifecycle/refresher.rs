@@ -115,7 +115,9 @@ pub async fn run_once(
             let result = refresh_claimed(&app, row).await;
             metrics::refresh(
                 metrics::Trigger::Background,
-                result.as_ref().map_or_else(LifecycleError::outcome, |_| "ok"),
+                result
+                    .as_ref()
+                    .map_or_else(LifecycleError::outcome, |_| "ok"),
             );
             if let Err(e) = result {
                 tracing::info!(error = %e, "background refresh did not succeed");

@@ -10,7 +10,9 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use metrics::{Unit, counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram};
+use metrics::{
+    Unit, counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram,
+};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 
 pub const HTTP_REQUESTS: &str = "keyhaven_http_requests_total";
@@ -88,33 +90,68 @@ pub fn render(handle: &PrometheusHandle) -> String {
 }
 
 fn describe() {
-    describe_counter!(HTTP_REQUESTS, "HTTP requests by route template, method and status");
-    describe_histogram!(HTTP_REQUEST_DURATION, Unit::Seconds, "HTTP request duration");
+    describe_counter!(
+        HTTP_REQUESTS,
+        "HTTP requests by route template, method and status"
+    );
+    describe_histogram!(
+        HTTP_REQUEST_DURATION,
+        Unit::Seconds,
+        "HTTP request duration"
+    );
     describe_counter!(CONNECT_FLOWS_STARTED, "Connect flows sent to a provider");
-    describe_counter!(CONNECT_FLOWS_COMPLETED, "Connect flows that stored a connection");
-    describe_counter!(CONNECT_FLOWS_FAILED, "Connect flows that ended without a connection, by reason");
+    describe_counter!(
+        CONNECT_FLOWS_COMPLETED,
+        "Connect flows that stored a connection"
+    );
+    describe_counter!(
+        CONNECT_FLOWS_FAILED,
+        "Connect flows that ended without a connection, by reason"
+    );
     describe_histogram!(
         CODE_AGE_AT_EXCHANGE,
         Unit::Seconds,
         "From the callback's arrival to the token request carrying its code"
     );
-    describe_counter!(TOKEN_REQUESTS, "Token-endpoint calls by grant type and outcome class");
-    describe_histogram!(TOKEN_REQUEST_DURATION, Unit::Seconds, "Token-endpoint call duration");
-    describe_counter!(REFRESHES, "Refreshes by trigger (on_demand, background) and outcome");
+    describe_counter!(
+        TOKEN_REQUESTS,
+        "Token-endpoint calls by grant type and outcome class"
+    );
+    describe_histogram!(
+        TOKEN_REQUEST_DURATION,
+        Unit::Seconds,
+        "Token-endpoint call duration"
+    );
+    describe_counter!(
+        REFRESHES,
+        "Refreshes by trigger (on_demand, background) and outcome"
+    );
     describe_counter!(
         REFRESH_LEASE_CONTENTION,
         "Refresh lease claims that found another holder"
     );
-    describe_gauge!(REFRESH_BACKLOG, "Connections due for a background refresh now");
+    describe_gauge!(
+        REFRESH_BACKLOG,
+        "Connections due for a background refresh now"
+    );
     describe_counter!(WEBHOOK_DELIVERIES, "Webhook delivery attempts by outcome");
-    describe_gauge!(WEBHOOK_OUTBOX_BACKLOG, "Webhook messages waiting for delivery");
-    describe_gauge!(DB_POOL_CONNECTIONS, "Database pool connections by state (in_use, idle)");
+    describe_gauge!(
+        WEBHOOK_OUTBOX_BACKLOG,
+        "Webhook messages waiting for delivery"
+    );
+    describe_gauge!(
+        DB_POOL_CONNECTIONS,
+        "Database pool connections by state (in_use, idle)"
+    );
     describe_gauge!(CONNECTIONS, "Connections by provider and status");
     describe_gauge!(
         DETACHED_TASKS_IN_FLIGHT,
         "Work running detached from the request that started it, by kind"
     );
-    describe_counter!(SHUTDOWN_CUT_OFF, "Detached work cut off by the shutdown deadline, by kind");
+    describe_counter!(
+        SHUTDOWN_CUT_OFF,
+        "Detached work cut off by the shutdown deadline, by kind"
+    );
 }
 
 /// One answered HTTP request. `route` is the matched route template ("unmatched" for
@@ -175,7 +212,12 @@ pub fn code_age_at_exchange(provider: &str, age: Duration) {
 }
 
 /// One token-endpoint call; `outcome` is "ok" or a failure class code.
-pub fn token_request(provider: &str, grant_type: &'static str, outcome: &'static str, elapsed: Duration) {
+pub fn token_request(
+    provider: &str,
+    grant_type: &'static str,
+    outcome: &'static str,
+    elapsed: Duration,
+) {
     if !enabled() {
         return;
     }

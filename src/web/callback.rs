@@ -33,13 +33,23 @@ async fn callback(
     RawQuery(query): RawQuery,
 ) -> AppResult<Response> {
     use crate::telemetry::metrics;
-    let result = handle_callback(State(app.clone()), session, Path(provider_id.clone()), RawQuery(query)).await;
+    let result = handle_callback(
+        State(app.clone()),
+        session,
+        Path(provider_id.clone()),
+        RawQuery(query),
+    )
+    .await;
     if let Some(provider) = app.settings.provider(&provider_id) {
         match &result {
             Ok(r) if r.status().is_redirection() => metrics::connect_flow_completed(&provider.id),
             Ok(_) => metrics::connect_flow_failed(&provider.id, "declined"),
-            Err(AppError::BadRequest(_)) => metrics::connect_flow_failed(&provider.id, "invalid_callback"),
-            Err(AppError::Upstream { error, .. }) => metrics::connect_flow_failed(&provider.id, error.code()),
+            Err(AppError::BadRequest(_)) => {
+                metrics::connect_flow_failed(&provider.id, "invalid_callback")
+            }
+            Err(AppError::Upstream { error, .. }) => {
+                metrics::connect_flow_failed(&provider.id, error.code())
+            }
             Err(e) => metrics::connect_flow_failed(&provider.id, e.code()),
         }
     }

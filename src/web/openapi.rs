@@ -124,15 +124,12 @@ impl Modify for BearerAndCommonErrors {
             .flatten()
             {
                 // An operation that declares `security: [{}]` needs no key.
-                let public = op
-                    .security
-                    .as_ref()
-                    .is_some_and(|s| !s.is_empty());
+                let public = op.security.as_ref().is_some_and(|s| !s.is_empty());
                 let responses = &mut op.responses.responses;
                 if !public {
-                    responses
-                        .entry("401".into())
-                        .or_insert_with(|| error("`unauthorized`: missing, unknown or revoked API key"));
+                    responses.entry("401".into()).or_insert_with(|| {
+                        error("`unauthorized`: missing, unknown or revoked API key")
+                    });
                     responses.entry("503".into()).or_insert_with(|| {
                         error("`unavailable`: the database is unreachable or saturated; retry")
                     });

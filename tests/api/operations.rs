@@ -26,7 +26,10 @@ struct Sample {
 
 fn parse_exposition(text: &str) -> Vec<Sample> {
     let mut samples = Vec::new();
-    for line in text.lines().filter(|l| !l.is_empty() && !l.starts_with('#')) {
+    for line in text
+        .lines()
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+    {
         let (series, value) = line.rsplit_once(' ').expect("a value");
         let (name, labels) = match series.split_once('{') {
             Some((name, rest)) => (name, rest.strip_suffix('}').expect("closing brace")),
@@ -242,7 +245,11 @@ async fn json_logs_carry_the_request_span_and_the_request_id() {
         assert_eq!(given.len(), 32);
         assert!(given.chars().all(|c| c.is_ascii_hexdigit()));
     }
-    let r = api.get(format!("{}/healthz", app.url)).send().await.unwrap();
+    let r = api
+        .get(format!("{}/healthz", app.url))
+        .send()
+        .await
+        .unwrap();
     let generated = r.headers()["x-request-id"].to_str().unwrap().to_string();
 
     let text = String::from_utf8(lines.0.lock().unwrap().clone()).unwrap();
@@ -265,30 +272,36 @@ async fn json_logs_carry_the_request_span_and_the_request_id() {
     assert_eq!(line["level"], "INFO");
     assert_eq!(line["span"]["name"], "request");
     assert_eq!(line["span"]["method"], "GET");
-    assert_eq!(line["span"]["route"], "/api/v1/connections/{id}/credentials");
+    assert_eq!(
+        line["span"]["route"],
+        "/api/v1/connections/{id}/credentials"
+    );
     assert_eq!(line["span"]["status"], 200);
     assert!(line["span"]["duration_ms"].as_f64().unwrap() >= 0.0);
     assert_eq!(finished(&generated)["span"]["route"], "/healthz");
-    // Lines inside a request carry its span too: the callback's own line names its route.
+    // Lines inside a request carry its span too (outermost in `spans`).
     let established = records
         .iter()
         .find(|r| r["message"] == "connection established")
         .expect("the callback logged");
-    assert_eq!(established["span"]["route"], "/oauth/{provider}/callback");
-    assert!(established["span"]["request_id"].as_str().unwrap().len() == 32);
+    let request = &established["spans"][0];
+    assert_eq!(request["name"], "request");
+    assert_eq!(request["route"], "/oauth/{provider}/callback");
+    assert_eq!(request["request_id"].as_str().unwrap().len(), 32);
     // Nothing raw from the URL: the connection id only appears in no route.
-    assert!(
-        !records
-            .iter()
-            .any(|r| r["span"]["route"].as_str().unwrap_or("").contains(&id.to_string()))
-    );
+    assert!(!records.iter().any(|r| {
+        r["span"]["route"]
+            .as_str()
+            .unwrap_or("")
+            .contains(&id.to_string())
+    }));
 }
 
 /// `(METHOD, path)` for every `.route(...)` in the JSON API's router source, so a route
 /// added without a description fails here.
 fn routes_in_source() -> BTreeSet<(String, String)> {
-    let source = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/src/web/api.rs"))
-        .unwrap();
+    let source =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/src/web/api.rs")).unwrap();
     let mut routes = BTreeSet::new();
     let mut rest = source.as_str();
     while let Some(at) = rest.find(".route(") {
@@ -311,7 +324,9 @@ fn routes_in_source() -> BTreeSet<(String, String)> {
         let path = call.split('"').nth(1).unwrap();
         for method in ["get", "post", "put", "patch", "delete"] {
             let called = call.match_indices(&format!("{method}(")).any(|(i, _)| {
-                i == 0 || !call.as_bytes()[i - 1].is_ascii_alphanumeric() && call.as_bytes()[i - 1] != b'_'
+                i == 0
+                    || !call.as_bytes()[i - 1].is_ascii_alphanumeric()
+                        && call.as_bytes()[i - 1] != b'_'
             });
             if called {
                 routes.insert((method.to_uppercase(), format!("/api/v1{path}")));
@@ -414,9 +429,16 @@ async fn the_openapi_document_is_valid_and_describes_every_api_route() {
             }
             assert!(op["summary"].is_string(), "{method} {path}");
             let responses = op["responses"].as_object().unwrap();
-            assert!(responses.keys().any(|s| s.starts_with('2')), "{method} {path}");
+            assert!(
+                responses.keys().any(|s| s.starts_with('2')),
+                "{method} {path}"
+            );
             for status in ["401", "500", "503"] {
-                assert_eq!(responses.contains_key(status), !public, "{method} {path} {status}");
+                assert_eq!(
+                    responses.contains_key(status),
+                    !public,
+                    "{method} {path} {status}"
+                );
             }
             if path.contains('{') {
                 assert!(responses.contains_key("404"), "{method} {path}");
@@ -427,7 +449,9 @@ async fn the_openapi_document_is_valid_and_describes_every_api_route() {
                             .as_array()
                             .unwrap()
                             .iter()
-                            .any(|p| p["name"] == name && p["in"] == "path" && p["required"] == true),
+                            .any(|p| p["name"] == name
+                                && p["in"] == "path"
+                                && p["required"] == true),
                         "{method} {path} {name}"
                     );
                 }
@@ -482,7 +506,13 @@ async fn every_api_answer_validates_against_the_openapi_document() {
 
     let links = "/api/v1/connect-links";
     let body = serde_json::json!({ "end_user": { "external_id": "oas-1", "email": "oas1@example.com", "name": "O A S" } });
-    call(a, api.post(format!("{base}/connect-links")).json(&body), "POST", links).await;
+    call(
+        a,
+        api.post(format!("{base}/connect-links")).json(&body),
+        "POST",
+        links,
+    )
+    .await;
     call(
         a,
         api.post(format!("{base}/connect-links"))
@@ -493,58 +523,257 @@ async fn every_api_answer_validates_against_the_openapi_document() {
         links,
     )
     .await;
-    call(a, api.post(format!("{base}/connect-links")).bearer_auth(&key).json(&body), "POST", links).await;
+    call(
+        a,
+        api.post(format!("{base}/connect-links"))
+            .bearer_auth(&key)
+            .json(&body),
+        "POST",
+        links,
+    )
+    .await;
 
     let (_, id) = app.connected("oas-2", "smartrecruiters").await;
     let (_, other) = app.connected("oas-3", "smartrecruiters").await;
+    app.connected("oas-4", "smartrecruiters").await;
     let missing = uuid::Uuid::new_v4();
     let by_id = "/api/v1/connections/{id}";
     let by_user = "/api/v1/end-users/{external_id}/connections/{provider}";
     let list = "/api/v1/end-users/{external_id}/connections";
-    call(a, api.get(format!("{base}/end-users/oas-2/connections")).bearer_auth(&key), "GET", list).await;
-    call(a, api.get(format!("{base}/end-users/nobody/connections")).bearer_auth(&key), "GET", list).await;
-    call(a, api.get(format!("{base}/connections/{id}")).bearer_auth(&key), "GET", by_id).await;
-    call(a, api.get(format!("{base}/connections/{missing}")).bearer_auth(&key), "GET", by_id).await;
-    call(a, api.get(format!("{base}/connections/not-a-uuid")).bearer_auth(&key), "GET", by_id).await;
-    call(a, api.get(format!("{base}/end-users/oas-2/connections/smartrecruiters")).bearer_auth(&key), "GET", by_user).await;
-    call(a, api.get(format!("{base}/end-users/oas-2/connections/zoho")).bearer_auth(&key), "GET", by_user).await;
+    call(
+        a,
+        api.get(format!("{base}/end-users/oas-2/connections"))
+            .bearer_auth(&key),
+        "GET",
+        list,
+    )
+    .await;
+    call(
+        a,
+        api.get(format!("{base}/end-users/nobody/connections"))
+            .bearer_auth(&key),
+        "GET",
+        list,
+    )
+    .await;
+    call(
+        a,
+        api.get(format!("{base}/connections/{id}"))
+            .bearer_auth(&key),
+        "GET",
+        by_id,
+    )
+    .await;
+    call(
+        a,
+        api.get(format!("{base}/connections/{missing}"))
+            .bearer_auth(&key),
+        "GET",
+        by_id,
+    )
+    .await;
+    call(
+        a,
+        api.get(format!("{base}/connections/not-a-uuid"))
+            .bearer_auth(&key),
+        "GET",
+        by_id,
+    )
+    .await;
+    call(
+        a,
+        api.get(format!(
+            "{base}/end-users/oas-2/connections/smartrecruiters"
+        ))
+        .bearer_auth(&key),
+        "GET",
+        by_user,
+    )
+    .await;
+    call(
+        a,
+        api.get(format!("{base}/end-users/oas-2/connections/zoho"))
+            .bearer_auth(&key),
+        "GET",
+        by_user,
+    )
+    .await;
 
     let creds = "/api/v1/connections/{id}/credentials";
     let user_creds = "/api/v1/end-users/{external_id}/connections/{provider}/credentials";
-    call(a, api.get(format!("{base}/connections/{id}/credentials")).bearer_auth(&key), "GET", creds).await;
-    call(a, api.get(format!("{base}/connections/{id}/credentials?force_refresh=true")).bearer_auth(&key), "GET", creds).await;
-    call(a, api.get(format!("{base}/connections/{id}/credentials?force_refresh=maybe")).bearer_auth(&key), "GET", creds).await;
-    call(a, api.get(format!("{base}/connections/{missing}/credentials")).bearer_auth(&key), "GET", creds).await;
-    call(a, api.get(format!("{base}/end-users/oas-2/connections/smartrecruiters/credentials")).bearer_auth(&key), "GET", user_creds).await;
-    call(a, api.get(format!("{base}/end-users/oas-2/connections/hurdlr/credentials")).bearer_auth(&key), "GET", user_creds).await;
-    // A provider outage (503), then a dead grant (409 with a reconnect link).
+    call(
+        a,
+        api.get(format!("{base}/connections/{id}/credentials"))
+            .bearer_auth(&key),
+        "GET",
+        creds,
+    )
+    .await;
+    call(
+        a,
+        api.get(format!(
+            "{base}/connections/{id}/credentials?force_refresh=true"
+        ))
+        .bearer_auth(&key),
+        "GET",
+        creds,
+    )
+    .await;
+    call(
+        a,
+        api.get(format!(
+            "{base}/connections/{id}/credentials?force_refresh=maybe"
+        ))
+        .bearer_auth(&key),
+        "GET",
+        creds,
+    )
+    .await;
+    call(
+        a,
+        api.get(format!("{base}/connections/{missing}/credentials"))
+            .bearer_auth(&key),
+        "GET",
+        creds,
+    )
+    .await;
+    call(
+        a,
+        api.get(format!(
+            "{base}/end-users/oas-2/connections/smartrecruiters/credentials"
+        ))
+        .bearer_auth(&key),
+        "GET",
+        user_creds,
+    )
+    .await;
+    call(
+        a,
+        api.get(format!(
+            "{base}/end-users/oas-2/connections/hurdlr/credentials"
+        ))
+        .bearer_auth(&key),
+        "GET",
+        user_creds,
+    )
+    .await;
+    // Past expiry: a provider outage (503), then a dead grant (409 with a reconnect link).
     let fault = |effect| Fault {
         provider: "smartrecruiters".into(),
         target: FaultTarget::Refresh,
         effect,
         times: 1,
     };
-    app.sandbox.add_fault(fault(FaultEffect::TooManyRequests { retry_after_secs: 60 }));
-    call(a, api.get(format!("{base}/connections/{other}/credentials?force_refresh=true")).bearer_auth(&key), "GET", creds).await;
-    app.clock.advance(time::Duration::seconds(120));
+    app.clock.advance(time::Duration::seconds(1799 + 60));
+    app.sandbox.add_fault(fault(FaultEffect::TooManyRequests {
+        retry_after_secs: 60,
+    }));
+    call(
+        a,
+        api.get(format!("{base}/connections/{other}/credentials"))
+            .bearer_auth(&key),
+        "GET",
+        creds,
+    )
+    .await;
     app.sandbox.add_fault(fault(FaultEffect::InvalidGrant));
-    call(a, api.get(format!("{base}/end-users/oas-3/connections/smartrecruiters/credentials?force_refresh=true")).bearer_auth(&key), "GET", user_creds).await;
+    call(
+        a,
+        api.get(format!(
+            "{base}/end-users/oas-4/connections/smartrecruiters/credentials"
+        ))
+        .bearer_auth(&key),
+        "GET",
+        user_creds,
+    )
+    .await;
 
-    call(a, api.post(format!("{base}/connections/{id}/reconnect-link")).bearer_auth(&key), "POST", "/api/v1/connections/{id}/reconnect-link").await;
-    call(a, api.post(format!("{base}/connections/{missing}/reconnect-link")).bearer_auth(&key), "POST", "/api/v1/connections/{id}/reconnect-link").await;
+    call(
+        a,
+        api.post(format!("{base}/connections/{id}/reconnect-link"))
+            .bearer_auth(&key),
+        "POST",
+        "/api/v1/connections/{id}/reconnect-link",
+    )
+    .await;
+    call(
+        a,
+        api.post(format!("{base}/connections/{missing}/reconnect-link"))
+            .bearer_auth(&key),
+        "POST",
+        "/api/v1/connections/{id}/reconnect-link",
+    )
+    .await;
     let user_reconnect = "/api/v1/end-users/{external_id}/connections/{provider}/reconnect-link";
-    call(a, api.post(format!("{base}/end-users/oas-2/connections/smartrecruiters/reconnect-link")).bearer_auth(&key), "POST", user_reconnect).await;
-    call(a, api.post(format!("{base}/end-users/oas-9/connections/smartrecruiters/reconnect-link")).bearer_auth(&key), "POST", user_reconnect).await;
+    call(
+        a,
+        api.post(format!(
+            "{base}/end-users/oas-2/connections/smartrecruiters/reconnect-link"
+        ))
+        .bearer_auth(&key),
+        "POST",
+        user_reconnect,
+    )
+    .await;
+    call(
+        a,
+        api.post(format!(
+            "{base}/end-users/oas-9/connections/smartrecruiters/reconnect-link"
+        ))
+        .bearer_auth(&key),
+        "POST",
+        user_reconnect,
+    )
+    .await;
 
-    call(a, api.delete(format!("{base}/end-users/oas-2/connections/smartrecruiters")).bearer_auth(&key), "DELETE", by_user).await;
-    call(a, api.delete(format!("{base}/end-users/oas-2/connections/zoho")).bearer_auth(&key), "DELETE", by_user).await;
-    call(a, api.delete(format!("{base}/connections/{other}")).bearer_auth(&key), "DELETE", by_id).await;
-    call(a, api.delete(format!("{base}/connections/{missing}")).bearer_auth(&key), "DELETE", by_id).await;
-    call(a, api.get(format!("{base}/openapi.json")), "GET", "/api/v1/openapi.json").await;
+    call(
+        a,
+        api.delete(format!(
+            "{base}/end-users/oas-2/connections/smartrecruiters"
+        ))
+        .bearer_auth(&key),
+        "DELETE",
+        by_user,
+    )
+    .await;
+    call(
+        a,
+        api.delete(format!("{base}/end-users/oas-2/connections/zoho"))
+            .bearer_auth(&key),
+        "DELETE",
+        by_user,
+    )
+    .await;
+    call(
+        a,
+        api.delete(format!("{base}/connections/{other}"))
+            .bearer_auth(&key),
+        "DELETE",
+        by_id,
+    )
+    .await;
+    call(
+        a,
+        api.delete(format!("{base}/connections/{missing}"))
+            .bearer_auth(&key),
+        "DELETE",
+        by_id,
+    )
+    .await;
+    call(
+        a,
+        api.get(format!("{base}/openapi.json")),
+        "GET",
+        "/api/v1/openapi.json",
+    )
+    .await;
 
     let statuses: BTreeSet<u16> = answers.iter().map(|a| a.status.as_u16()).collect();
     for expected in [200, 201, 400, 401, 404, 409, 503] {
-        assert!(statuses.contains(&expected), "no {expected} answer in {statuses:?}");
+        assert!(
+            statuses.contains(&expected),
+            "no {expected} answer in {statuses:?}"
+        );
     }
     let mut exercised = BTreeSet::new();
     for answer in &answers {
@@ -576,7 +805,11 @@ async fn every_api_answer_validates_against_the_openapi_document() {
         );
         exercised.insert((answer.method.to_string(), answer.template.to_string()));
     }
-    assert_eq!(exercised, operations(&doc), "every described operation was called");
+    assert_eq!(
+        exercised,
+        operations(&doc),
+        "every described operation was called"
+    );
 }
 
 /// A configuration file for `keyhaven check` against the test's database and sandbox.
@@ -685,16 +918,26 @@ async fn keyhaven_check_passes_on_a_good_configuration_and_names_each_failure() 
     let (ok, stdout, _) = keyhaven_check(&broken).await;
     assert!(!ok, "{stdout}");
     assert!(stdout.contains("ok    database: reachable"), "{stdout}");
-    assert!(stdout.contains("FAIL  encryption keys: connection "), "{stdout}");
     assert!(
-        stdout.contains("FAIL  provider smartrecruiters: token URL http://127.0.0.1:9/token: connection refused"),
+        stdout.contains("FAIL  encryption keys: connection "),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(
+            "FAIL  provider smartrecruiters: token URL http://127.0.0.1:9/token: connection refused"
+        ),
         "{stdout}"
     );
     assert!(stdout.contains("ok    provider acme"), "{stdout}");
     assert!(!stdout.contains(CLIENT_SECRET) && !stdout.contains(&app.keys));
 
     // An unknown setting stops at the configuration, naming it.
-    let unknown = check_config(&app, &app.keys, &token_url, "\n[logging]\nformat = \"json\"\ncolour = true\n");
+    let unknown = check_config(
+        &app,
+        &app.keys,
+        &token_url,
+        "\n[logging]\nformat = \"json\"\ncolour = true\n",
+    );
     let (ok, stdout, _) = keyhaven_check(&unknown).await;
     assert!(!ok);
     assert_eq!(stdout.lines().count(), 1, "{stdout}");
@@ -709,16 +952,21 @@ async fn keyhaven_check_passes_on_a_good_configuration_and_names_each_failure() 
     let missing = tempfile_path::Path::with_contents(&text);
     let (ok, stdout, _) = keyhaven_check(&missing).await;
     assert!(!ok);
-    assert!(stdout.contains("FAIL  database: cannot connect"), "{stdout}");
+    assert!(
+        stdout.contains("FAIL  database: cannot connect"),
+        "{stdout}"
+    );
 }
 
 #[test]
 fn the_dashboard_and_alert_rules_use_only_metrics_that_exist() {
     let root = env!("CARGO_MANIFEST_DIR");
-    let dashboard = std::fs::read_to_string(format!("{root}/deploy/grafana/keyhaven.json")).unwrap();
+    let dashboard =
+        std::fs::read_to_string(format!("{root}/deploy/grafana/keyhaven.json")).unwrap();
     let parsed: Value = serde_json::from_str(&dashboard).unwrap();
     assert!(parsed["panels"].as_array().unwrap().len() >= 10);
-    let rules = std::fs::read_to_string(format!("{root}/deploy/prometheus/keyhaven-alerts.yml")).unwrap();
+    let rules =
+        std::fs::read_to_string(format!("{root}/deploy/prometheus/keyhaven-alerts.yml")).unwrap();
     let mut used = BTreeSet::new();
     for text in [&dashboard, &rules] {
         for (at, _) in text.match_indices("keyhaven_") {
@@ -734,10 +982,16 @@ fn the_dashboard_and_alert_rules_use_only_metrics_that_exist() {
             used.insert(base);
         }
     }
-    let known: BTreeSet<String> = keyhaven::telemetry::metrics::ALL.iter().map(|s| s.to_string()).collect();
+    let known: BTreeSet<String> = keyhaven::telemetry::metrics::ALL
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
     let unknown: Vec<&String> = used.difference(&known).collect();
     assert!(unknown.is_empty(), "unknown metrics: {unknown:?}");
     // Every metric is on the dashboard.
     let missing: Vec<&String> = known.difference(&used).collect();
-    assert!(missing.is_empty(), "not on the dashboard or in the rules: {missing:?}");
+    assert!(
+        missing.is_empty(),
+        "not on the dashboard or in the rules: {missing:?}"
+    );
 }
