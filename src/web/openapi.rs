@@ -175,3 +175,18 @@ async fn openapi_json() -> Response {
     )
         .into_response()
 }
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_document_is_openapi_3_1_under_api_v1() {
+        let doc: serde_json::Value = serde_json::from_str(super::document()).unwrap_or_default();
+        assert_eq!(doc["openapi"], "3.1.0");
+        let paths = doc["paths"].as_object().cloned().unwrap_or_default();
+        assert!(paths.len() >= 7);
+        assert!(paths.keys().all(|p| p.starts_with("/api/v1/")));
+        if std::env::var_os("KEYHAVEN_PRINT_OPENAPI").is_some() {
+            println!("{}", super::document());
+        }
+    }
+}
