@@ -9,6 +9,7 @@ use std::io::IsTerminal;
 
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::fmt::MakeWriter;
+use tracing_subscriber::util::SubscriberInitExt;
 
 use crate::config::LogFormat;
 
@@ -27,10 +28,9 @@ pub fn init(format: LogFormat) {
             .with_writer(std::io::stderr)
             .with_ansi(std::io::stderr().is_terminal())
             .try_init(),
-        LogFormat::Json => {
-            tracing::subscriber::set_global_default(json_subscriber(env_filter(), std::io::stderr))
-                .map_err(Into::into)
-        }
+        LogFormat::Json => json_subscriber(env_filter(), std::io::stderr)
+            .try_init()
+            .map_err(Into::into),
     };
 }
 

@@ -115,7 +115,7 @@ async fn scrape(State(exporter): State<Exporter>) -> Response {
 
 /// Counts read from Postgres when scraped. The counts by provider and status come from
 /// `connection_counts` (kept by a trigger) when that table exists; otherwise from a
-/// grouped count over `connections`, repeated only after 100 times as long as it took.
+/// grouped count over `connections` (a slow one is reused for a while).
 async fn update_gauges(app: &AppState) {
     let (in_use, idle) = app.pool.usage();
     metrics::set_pool_connections(in_use as u64, idle as u64);
@@ -129,13 +129,15 @@ async fn update_gauges(app: &AppState) {
     let counts = match crate::db::connections::counts_by_provider_and_status(&mut conn).await {
         Ok(Some(counts)) => counts,
         Ok(None) => {
-            // The full count runs again only after 100 times as long as it took (about
-            // 1% of the time): every scrape on a small table, every 15 s at 150 ms.
+            // A count that took over 50 ms runs again only after 100 times as long
+            // (about 1% of the time: every 15 s at 150 ms); a quick one every scrape.
             static LAST: Mutex<Option<(Instant, Duration)>> = Mutex::new(None);
             let due = LAST
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
-                .is_none_or(|(at, took)| at.elapsed() >= took * 100);
+                .is_none_or(|(at, took)| {
+                    took < Duration::from_millis(50) || at.elapsed() >= took * 100
+                });
             if !due {
                 return;
             }
