@@ -14,6 +14,7 @@ use url::Url;
 
 use crate::crypto::KeyRing;
 use crate::providers::{self, Provider};
+pub use crate::telemetry::LogFormat;
 
 const LOCAL_SOCKET_DIR: &str = "/var/run/postgresql";
 
@@ -67,16 +68,6 @@ pub struct RawSettings {
 #[serde(deny_unknown_fields, default)]
 pub struct LoggingSettings {
     pub format: LogFormat,
-}
-
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum LogFormat {
-    /// Human-readable lines, coloured only on a terminal.
-    #[default]
-    Text,
-    /// One JSON object per line.
-    Json,
 }
 
 /// Refreshing: on demand (credential API) and in the background.
