@@ -97,6 +97,12 @@ async fn metrics_count_a_flow_and_no_label_carries_user_input() {
         .await
         .unwrap();
     assert!(r.status().is_client_error() || r.status().is_success());
+    // A declined authorization counts as failed, with its reason.
+    let browser = app.user_browser("metrics-user-2").await;
+    let authorize = app.start(&browser, "acme").await;
+    let callback = app.decide(&authorize, "deny", "sam").await;
+    let r = browser.get(callback).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
     let after = scrape(&app).await;
 
     let moved = |name: &str, labels: &[(&str, &str)]| {
@@ -105,6 +111,12 @@ async fn metrics_count_a_flow_and_no_label_carries_user_input() {
     let sr = ("provider", "smartrecruiters");
     assert!(moved("keyhaven_connect_flows_started_total", &[sr]) >= 1.0);
     assert!(moved("keyhaven_connect_flows_completed_total", &[sr]) >= 1.0);
+    assert!(
+        moved(
+            "keyhaven_connect_flows_failed_total",
+            &[("provider", "acme"), ("reason", "declined")]
+        ) >= 1.0
+    );
     assert!(
         moved(
             "keyhaven_token_requests_total",
