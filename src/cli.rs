@@ -73,6 +73,9 @@ pub enum Command {
         #[command(subcommand)]
         action: KeysAction,
     },
+    /// Check the configuration, Postgres and its migrations, the encryption keys and
+    /// every provider URL; one line per check, non-zero exit on a failure.
+    Check,
     /// Admin console accounts.
     Admin {
         #[command(subcommand)]
@@ -172,6 +175,13 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             sandbox_listen,
             data_dir,
         } => demo(listen, sandbox_listen, &data_dir).await,
+        Command::Check => {
+            let failures = crate::check::run(cli.config.as_deref(), &mut std::io::stdout()).await?;
+            if failures > 0 {
+                anyhow::bail!("{failures} check(s) failed");
+            }
+            Ok(())
+        }
         Command::Migrate => {
             let settings = load(cli.config.as_deref())?;
             db::connect_and_migrate(&few_connections(&settings.database)).await?;

@@ -14,6 +14,7 @@ use url::Url;
 
 use crate::crypto::KeyRing;
 use crate::providers::{self, Provider};
+pub use crate::telemetry::LogFormat;
 
 const LOCAL_SOCKET_DIR: &str = "/var/run/postgresql";
 
@@ -60,6 +61,8 @@ pub struct RawSettings {
     pub providers: BTreeMap<String, ProviderSettings>,
     #[serde(default)]
     pub housekeeping: HousekeepingSettings,
+    #[serde(default)]
+    pub logging: LoggingSettings,
 }
 
 /// What the periodic clean-up keeps.
@@ -76,6 +79,13 @@ impl Default for HousekeepingSettings {
             event_retention_days: 180,
         }
     }
+}
+
+/// How log lines are written (always to stderr).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LoggingSettings {
+    pub format: LogFormat,
 }
 
 /// Refreshing: on demand (credential API) and in the background.
@@ -130,6 +140,8 @@ pub struct ServerSettings {
     /// On SIGTERM or Ctrl-C, how long refreshes and code exchanges already under way may
     /// take to finish and be stored, in seconds (default: twice `http_timeout_secs` + 5).
     pub drain_deadline_secs: Option<u64>,
+    /// Where `/metrics` (Prometheus text) is served; off when unset.
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 impl Default for ServerSettings {
@@ -145,6 +157,7 @@ impl Default for ServerSettings {
             trust_forwarded_for: false,
             allow_insecure_provider_hosts: false,
             drain_deadline_secs: None,
+            metrics_listen: None,
         }
     }
 }
@@ -281,6 +294,7 @@ pub struct Settings {
     pub housekeeping: HousekeepingSettings,
     /// Per provider id, the line its connect card shows (`providers.<id>.connect_hint`).
     pub connect_hints: BTreeMap<String, String>,
+    pub logging: LoggingSettings,
 }
 
 impl Settings {
@@ -490,6 +504,7 @@ impl RawSettings {
             unavailable_providers: unavailable,
             housekeeping: self.housekeeping,
             connect_hints,
+            logging: self.logging,
         })
     }
 }

@@ -61,6 +61,7 @@ impl Custody {
         };
         self.0.tracker.spawn(async move {
             let _guard = guard;
+            let _in_flight = crate::telemetry::metrics::InFlight::start("caller_detached");
             work.await
         })
     }

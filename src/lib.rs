@@ -1,6 +1,7 @@
 //! Keyhaven: a self-hosted OAuth 2.0 account-connection portal.
 
 pub mod alarms;
+pub mod check;
 pub mod cli;
 pub mod clock;
 pub mod config;
@@ -105,6 +106,7 @@ pub struct DrainCutOff {
 /// A bound, ready-to-run portal.
 pub struct Application {
     listener: TcpListener,
+    metrics_listener: Option<TcpListener>,
     state: AppState,
     store: web::session_store::Sessions,
 }
@@ -133,9 +135,11 @@ impl Application {
         clock: Clock,
     ) -> anyhow::Result<Self> {
         let store = web::session_store::Sessions::new(pool.pg().clone());
+        let metrics_listener = web::observe::bind_metrics(settings.server.metrics_listen).await?;
         let state = AppState::new(settings, pool, clock)?;
         Ok(Self {
             listener,
+            metrics_listener,
             state,
             store,
         })
@@ -143,6 +147,13 @@ impl Application {
 
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
         self.listener.local_addr()
+    }
+
+    /// Where `/metrics` is served, when `server.metrics_listen` is set.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_listener
+            .as_ref()
+            .and_then(|l| l.local_addr().ok())
     }
 
     pub fn state(&self) -> &AppState {
@@ -164,6 +175,10 @@ impl Application {
             .refresher
             .enabled
             .then(|| tokio::spawn(lifecycle::refresher::run(state.clone())));
+        // Metrics stay up through the drain, so it can be watched.
+        let metrics = self
+            .metrics_listener
+            .map(|l| tokio::spawn(web::observe::serve_metrics(l, state.clone())));
         let app = web::router(self.state, self.store);
         // The peer address identifies a client for the admin sign-in limit.
         let server = axum::serve(
@@ -175,6 +190,9 @@ impl Application {
         tokio::select! {
             result = &mut server => {
                 housekeeping.abort();
+                if let Some(task) = &metrics {
+                    task.abort();
+                }
                 return match result {
                     Ok(result) => Ok(result?),
                     Err(e) => Err(e.into()),
@@ -201,11 +219,15 @@ impl Application {
         let cut_off = custody
             .drain(deadline.saturating_sub(started.elapsed()))
             .await;
+        if let Some(task) = metrics {
+            task.abort();
+        }
         if cut_off.is_empty() {
             tracing::info!("drained; exiting");
             return Ok(());
         }
         for work in &cut_off {
+            telemetry::metrics::cut_off_at_shutdown("refresh_or_exchange");
             tracing::error!(work = %work, "shutdown deadline reached; work cut off");
         }
         Err(DrainCutOff {

@@ -3,8 +3,12 @@ use std::process::ExitCode;
 use clap::Parser;
 
 fn main() -> ExitCode {
-    keyhaven::telemetry::init();
     let cli = keyhaven::cli::Cli::parse();
+    // A broken configuration is reported by the command itself; logs start as text then.
+    let format = keyhaven::config::load_raw(cli.config.as_deref())
+        .map(|raw| raw.logging.format)
+        .unwrap_or_default();
+    keyhaven::telemetry::init(format);
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {

@@ -46,6 +46,13 @@ pub async fn start(tune: impl FnOnce(&mut keyhaven::Settings)) -> Portal {
         settings.database.max_connections = size;
     }
     settings.refresher.enabled = false;
+    // BENCH_METRICS=1 records Prometheus metrics (and serves /metrics on a spare port).
+    if std::env::var("BENCH_METRICS").is_ok_and(|v| v == "1") {
+        settings.server.metrics_listen = Some("127.0.0.1:0".parse().unwrap());
+        println!("metrics: recorded");
+    } else {
+        println!("metrics: off");
+    }
     tune(&mut settings);
     keyhaven::cli::register_sandbox_clients(&sandbox, &settings, SECRET);
     let pool = keyhaven::db::connect_and_migrate(&settings.database)

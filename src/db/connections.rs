@@ -211,3 +211,39 @@ pub async fn end_user_of(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<Opti
         .fetch_optional(conn)
         .await
 }
+
+/// Connections due for a background refresh now (the refresher's backlog); walks the
+/// partial due index only.
+pub async fn refresh_backlog(conn: &mut PgConnection) -> sqlx::Result<u64> {
+    let due: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM connections
+         WHERE status IN ('active', 'degraded') AND next_refresh_at <= now()",
+    )
+    .fetch_one(conn)
+    .await?;
+    Ok(due.max(0) as u64)
+}
+
+/// `(provider, status, count)` from the trigger-maintained `connection_counts` table, or
+/// `None` when this database has no such table.
+pub async fn counts_by_provider_and_status(
+    conn: &mut PgConnection,
+) -> sqlx::Result<Option<Vec<(String, String, i64)>>> {
+    let exists: bool = sqlx::query_scalar("SELECT to_regclass('connection_counts') IS NOT NULL")
+        .fetch_one(&mut *conn)
+        .await?;
+    if !exists {
+        return Ok(None);
+    }
+    let rows = sqlx::query_as("SELECT provider, status, count::int8 FROM connection_counts")
+        .fetch_all(conn)
+        .await?;
+    Ok(Some(rows))
+}
+
+/// `(provider, status, count)` counted over every connection (a full scan: use sparingly).
+pub async fn grouped_counts(conn: &mut PgConnection) -> sqlx::Result<Vec<(String, String, i64)>> {
+    sqlx::query_as("SELECT provider, status, count(*) FROM connections GROUP BY provider, status")
+        .fetch_all(conn)
+        .await
+}

@@ -91,6 +91,12 @@ impl Pool {
         self.failures.note();
     }
 
+    /// Connections on loan and connections open but idle (for metrics).
+    pub fn usage(&self) -> (usize, usize) {
+        let idle = self.pg.num_idle();
+        ((self.pg.size() as usize).saturating_sub(idle), idle)
+    }
+
     /// Refuses new loans and closes the connections (those on loan when given back).
     pub async fn close(&self) {
         self.pg.close().await;

@@ -14,7 +14,7 @@ use crate::grants::sealed_at;
 use crate::providers::{Context, Kind};
 
 /// What a backend uses to call the provider. Never logged.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct Credential {
     pub connection_id: Uuid,
     pub provider: String,
@@ -23,6 +23,7 @@ pub struct Credential {
     #[serde(with = "time::serde::rfc3339::option")]
     pub expires_at: Option<OffsetDateTime>,
     /// Provider extras: Bullhorn `BhRestToken` and `restUrl`, Zoho `api_host`.
+    #[schema(value_type = Object)]
     pub extras: serde_json::Map<String, serde_json::Value>,
 }
 
@@ -79,7 +80,14 @@ async fn single_flight(
     if let Some(answer) = backing_off(app, &row, force).await {
         return answer;
     }
-    refresh::refresh(app, row, seen_version).await
+    let result = refresh::refresh(app, row, seen_version).await;
+    crate::telemetry::metrics::refresh(
+        crate::telemetry::metrics::Trigger::OnDemand,
+        result
+            .as_ref()
+            .map_or_else(LifecycleError::outcome, |_| "ok"),
+    );
+    result
 }
 
 /// Inside a degraded connection's backoff (database clock) the provider is not called,

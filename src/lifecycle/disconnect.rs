@@ -12,7 +12,7 @@ use crate::grants::sealed_at;
 use crate::oauth::revoke;
 use crate::providers::Context;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Revocation {
     Revoked,

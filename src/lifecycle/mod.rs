@@ -32,6 +32,19 @@ pub enum LifecycleError {
     App(#[from] crate::error::AppError),
 }
 
+impl LifecycleError {
+    /// A stable code for metrics.
+    pub fn outcome(&self) -> &'static str {
+        match self {
+            LifecycleError::NotFound => "not_found",
+            LifecycleError::NeedsReconnect => "needs_reconnect",
+            LifecycleError::ProviderUnavailable(e, _) => e.code(),
+            LifecycleError::ProviderMisconfigured => "provider_misconfigured",
+            LifecycleError::App(_) => "error",
+        }
+    }
+}
+
 impl From<sqlx::Error> for LifecycleError {
     fn from(e: sqlx::Error) -> Self {
         LifecycleError::App(e.into())

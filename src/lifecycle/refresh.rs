@@ -48,6 +48,7 @@ pub async fn refresh(
             }
             return refresh_claimed(app, current).await;
         }
+        crate::telemetry::metrics::lease_contention(crate::telemetry::metrics::Trigger::OnDemand);
         if Instant::now() > give_up {
             return Err(LifecycleError::ProviderUnavailable(
                 TokenError::Timeout,

@@ -10,9 +10,11 @@ use rand::Rng;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
+use super::LifecycleError;
 use super::refresh::{INVALID_CLIENT, client_fingerprint, refresh_claimed};
 use crate::AppState;
 use crate::db;
+use crate::telemetry::metrics;
 
 /// Runs until the drain starts; the refreshes it started are left to the drain (they
 /// are tracked as detached work), never aborted.
@@ -134,7 +136,15 @@ pub async fn run_once(
                 Some(limit) => limit.acquire_owned().await.ok(),
                 None => None,
             };
-            if let Err(e) = refresh_claimed(&app, row).await {
+            let _in_flight = metrics::InFlight::start("background_refresh");
+            let result = refresh_claimed(&app, row).await;
+            metrics::refresh(
+                metrics::Trigger::Background,
+                result
+                    .as_ref()
+                    .map_or_else(LifecycleError::outcome, |_| "ok"),
+            );
+            if let Err(e) = result {
                 tracing::info!(error = %e, "background refresh did not succeed");
             }
         }));

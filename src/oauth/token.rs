@@ -116,6 +116,24 @@ pub async fn request(
     grant: Grant<'_>,
     now: OffsetDateTime,
 ) -> Result<TokenSet, TokenError> {
+    let started = std::time::Instant::now();
+    let grant_type = grant.kind();
+    let result = send(http, provider, ctx, grant, now).await;
+    let outcome = match &result {
+        Ok(_) => "ok",
+        Err(e) => e.code(),
+    };
+    crate::telemetry::metrics::token_request(&provider.id, grant_type, outcome, started.elapsed());
+    result
+}
+
+async fn send(
+    http: &reqwest::Client,
+    provider: &Provider,
+    ctx: &Context,
+    grant: Grant<'_>,
+    now: OffsetDateTime,
+) -> Result<TokenSet, TokenError> {
     let mut params: Vec<(&str, &str)> = vec![("grant_type", grant.kind())];
     match &grant {
         Grant::Code {

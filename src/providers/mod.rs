@@ -98,6 +98,34 @@ impl fmt::Debug for Provider {
 }
 
 impl Provider {
+    /// Every URL configured for this provider, named (what `keyhaven check` reaches).
+    pub fn configured_urls(&self) -> Vec<(String, Url)> {
+        let mut urls = vec![
+            ("authorize URL".to_string(), self.authorize_url.clone()),
+            ("token URL".to_string(), self.token_url.clone()),
+        ];
+        if let Some(info) = &self.userinfo {
+            urls.push(("who-am-I URL".into(), info.url.clone()));
+        }
+        if let Some(url) = &self.revocation_url {
+            urls.push(("revocation URL".into(), url.clone()));
+        }
+        match &self.kind {
+            Kind::Bullhorn(cfg) => urls.push(("loginInfo URL".into(), cfg.login_info_url.clone())),
+            Kind::Zoho(cfg) => {
+                for dc in &cfg.data_centers {
+                    if let Ok(url) = Url::parse(&dc.accounts_url) {
+                        urls.push((format!("accounts server ({})", dc.location), url));
+                    }
+                }
+            }
+            _ => {}
+        }
+        let mut seen = std::collections::HashSet::new();
+        urls.retain(|(_, url)| seen.insert(url.clone()));
+        urls
+    }
+
     /// The token endpoint for a connection: Bullhorn and Zoho answer at the user's data
     /// center. A Bullhorn host is checked against the allow-list at every use.
     pub fn token_url(&self, ctx: &Context) -> Result<Url, crate::oauth::token::TokenError> {

@@ -68,25 +68,36 @@ impl FromRequestParts<AppState> for ApiKey {
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 pub struct EndUserInput {
     pub external_id: String,
     pub email: Option<String>,
     pub name: Option<String>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 pub struct ConnectLinkRequest {
     pub end_user: EndUserInput,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct ConnectLinkResponse {
     pub url: String,
     #[serde(with = "time::serde::rfc3339")]
     pub expires_at: OffsetDateTime,
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/connect-links",
+    tag = "connections",
+    summary = "Create a connect link for an end user (created or updated by external id)",
+    request_body = ConnectLinkRequest,
+    responses(
+        (status = 201, description = "A new link and when it expires", body = ConnectLinkResponse),
+        (status = 400, description = "`bad_request`: the body is not valid JSON of this shape, or a field is out of bounds", body = crate::web::openapi::ErrorBody)
+    )
+)]
 async fn create_connect_link(
     State(app): State<AppState>,
     _key: ApiKey,
@@ -151,7 +162,7 @@ fn validate_text(field: &str, value: Option<&str>, min: usize, max: usize) -> Re
     }
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct ConnectionView {
     pub id: Uuid,
     pub provider: String,
@@ -185,6 +196,17 @@ impl From<db::connections::ConnectionSummary> for ConnectionView {
     }
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/end-users/{external_id}/connections",
+    tag = "connections",
+    summary = "List an end user's connections",
+    params(("external_id" = String, Path, description = "The end user's id in the host product")),
+    responses(
+        (status = 200, description = "The end user's connections", body = [ConnectionView]),
+        (status = 404, description = "`not_found`: no such end user", body = crate::web::openapi::ErrorBody)
+    )
+)]
 async fn list_connections(
     State(app): State<AppState>,
     _key: ApiKey,
@@ -224,6 +246,17 @@ async fn view(app: &AppState, id: Uuid) -> ApiResult<Json<ConnectionView>> {
     Ok(Json(found.into()))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/connections/{id}",
+    tag = "connections",
+    summary = "Get a connection",
+    params(("id" = String, Path, description = "The connection's id (a UUID)")),
+    responses(
+        (status = 200, description = "The connection", body = ConnectionView),
+        (status = 404, description = "`not_found`: no such connection", body = crate::web::openapi::ErrorBody)
+    )
+)]
 async fn get_connection(
     State(app): State<AppState>,
     _key: ApiKey,
@@ -232,6 +265,17 @@ async fn get_connection(
     view(&app, parse_id(&id)?).await
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/end-users/{external_id}/connections/{provider}",
+    tag = "connections",
+    summary = "Get an end user's connection to a provider",
+    params(("external_id" = String, Path, description = "The end user's id in the host product"), ("provider" = String, Path, description = "A configured provider id")),
+    responses(
+        (status = 200, description = "The connection", body = ConnectionView),
+        (status = 404, description = "`not_found`: no such end user or connection", body = crate::web::openapi::ErrorBody)
+    )
+)]
 async fn get_user_connection(
     State(app): State<AppState>,
     _key: ApiKey,
@@ -241,12 +285,29 @@ async fn get_user_connection(
     view(&app, id).await
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct CredentialQuery {
+    /// Refresh now even if the stored access token is still fresh.
     #[serde(default)]
     force_refresh: bool,
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/connections/{id}/credentials",
+    tag = "connections",
+    summary = "Get a fresh access credential",
+    params(("id" = String, Path, description = "The connection's id (a UUID)"), CredentialQuery),
+    responses(
+        (status = 200, description = "A valid access credential (refreshed first when it was about to expire or when forced)", body = crate::lifecycle::Credential),
+        (status = 400, description = "`bad_request`: `force_refresh` is not true or false", body = crate::web::openapi::ErrorBody),
+        (status = 409, description = "`needs_reconnect`: the grant is dead; a fresh reconnect link for the user is included", body = crate::web::openapi::NeedsReconnectBody),
+        (status = 502, description = "`provider_misconfigured`: the provider refused Keyhaven's client credentials", body = crate::web::openapi::ErrorBody),
+        (status = 503, description = "`provider_unavailable`: the provider failed for now (grant kept, retried; may carry `Retry-After`), or `unavailable`: the database is unreachable", body = crate::web::openapi::ErrorBody),
+        (status = 404, description = "`not_found`: no such connection", body = crate::web::openapi::ErrorBody)
+    )
+)]
 async fn credentials(
     State(app): State<AppState>,
     _key: ApiKey,
@@ -265,6 +326,21 @@ async fn credentials(
     }
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/end-users/{external_id}/connections/{provider}/credentials",
+    tag = "connections",
+    summary = "Get a fresh access credential for an end user's connection",
+    params(("external_id" = String, Path, description = "The end user's id in the host product"), ("provider" = String, Path, description = "A configured provider id"), CredentialQuery),
+    responses(
+        (status = 200, description = "A valid access credential (refreshed first when it was about to expire or when forced)", body = crate::lifecycle::Credential),
+        (status = 400, description = "`bad_request`: `force_refresh` is not true or false", body = crate::web::openapi::ErrorBody),
+        (status = 409, description = "`needs_reconnect`: the grant is dead; a fresh reconnect link for the user is included", body = crate::web::openapi::NeedsReconnectBody),
+        (status = 502, description = "`provider_misconfigured`: the provider refused Keyhaven's client credentials", body = crate::web::openapi::ErrorBody),
+        (status = 503, description = "`provider_unavailable`: the provider failed for now (grant kept, retried; may carry `Retry-After`), or `unavailable`: the database is unreachable", body = crate::web::openapi::ErrorBody),
+        (status = 404, description = "`not_found`: no such end user or connection", body = crate::web::openapi::ErrorBody)
+    )
+)]
 async fn user_credentials(
     State(app): State<AppState>,
     _key: ApiKey,
@@ -337,6 +413,17 @@ async fn credential_response(app: &AppState, id: Uuid, force: bool) -> Response 
     }
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/connections/{id}/reconnect-link",
+    tag = "connections",
+    summary = "Create a reconnect link",
+    params(("id" = String, Path, description = "The connection's id (a UUID)")),
+    responses(
+        (status = 201, description = "A reconnect link for the connection's user", body = ConnectLinkResponse),
+        (status = 404, description = "`not_found`: no such connection", body = crate::web::openapi::ErrorBody)
+    )
+)]
 async fn reconnect_link(
     State(app): State<AppState>,
     _key: ApiKey,
@@ -350,6 +437,17 @@ async fn reconnect_link(
     ))
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/end-users/{external_id}/connections/{provider}/reconnect-link",
+    tag = "connections",
+    summary = "Create a reconnect link for an end user's connection",
+    params(("external_id" = String, Path, description = "The end user's id in the host product"), ("provider" = String, Path, description = "A configured provider id")),
+    responses(
+        (status = 201, description = "A reconnect link for the connection's user", body = ConnectLinkResponse),
+        (status = 404, description = "`not_found`: no such end user or connection", body = crate::web::openapi::ErrorBody)
+    )
+)]
 async fn user_reconnect_link(
     State(app): State<AppState>,
     _key: ApiKey,
@@ -363,6 +461,17 @@ async fn user_reconnect_link(
     ))
 }
 
+#[utoipa::path(
+    delete,
+    path = "/api/v1/connections/{id}",
+    tag = "connections",
+    summary = "Disconnect a connection",
+    params(("id" = String, Path, description = "The connection's id (a UUID)")),
+    responses(
+        (status = 200, description = "Revoked where the provider can, tokens wiped; the row stays as `revoked`", body = crate::web::openapi::DisconnectBody),
+        (status = 404, description = "`not_found`: no such connection", body = crate::web::openapi::ErrorBody)
+    )
+)]
 async fn delete_connection(
     State(app): State<AppState>,
     _key: ApiKey,
@@ -374,6 +483,17 @@ async fn delete_connection(
     }
 }
 
+#[utoipa::path(
+    delete,
+    path = "/api/v1/end-users/{external_id}/connections/{provider}",
+    tag = "connections",
+    summary = "Disconnect an end user's connection to a provider",
+    params(("external_id" = String, Path, description = "The end user's id in the host product"), ("provider" = String, Path, description = "A configured provider id")),
+    responses(
+        (status = 200, description = "Revoked where the provider can, tokens wiped; the row stays as `revoked`", body = crate::web::openapi::DisconnectBody),
+        (status = 404, description = "`not_found`: no such end user or connection", body = crate::web::openapi::ErrorBody)
+    )
+)]
 async fn delete_user_connection(
     State(app): State<AppState>,
     _key: ApiKey,

@@ -25,12 +25,44 @@ pub fn router() -> Router<AppState> {
 
 const STALE: &str = "This sign-in attempt is no longer valid (it was already used, has expired, or was started in another browser). Nothing was changed; start again from your connections page.";
 
+/// Counts the flow's end for a configured provider, then answers.
 async fn callback(
     State(app): State<AppState>,
     session: Session,
     Path(provider_id): Path<String>,
     RawQuery(query): RawQuery,
 ) -> AppResult<Response> {
+    use crate::telemetry::metrics;
+    let result = handle_callback(
+        State(app.clone()),
+        session,
+        Path(provider_id.clone()),
+        RawQuery(query),
+    )
+    .await;
+    if let Some(provider) = app.settings.provider(&provider_id) {
+        match &result {
+            Ok(r) if r.status().is_redirection() => metrics::connect_flow_completed(&provider.id),
+            Ok(_) => metrics::connect_flow_failed(&provider.id, "declined"),
+            Err(AppError::BadRequest(_)) => {
+                metrics::connect_flow_failed(&provider.id, "invalid_callback")
+            }
+            Err(AppError::Upstream { error, .. }) => {
+                metrics::connect_flow_failed(&provider.id, error.code())
+            }
+            Err(e) => metrics::connect_flow_failed(&provider.id, e.code()),
+        }
+    }
+    result
+}
+
+async fn handle_callback(
+    State(app): State<AppState>,
+    session: Session,
+    Path(provider_id): Path<String>,
+    RawQuery(query): RawQuery,
+) -> AppResult<Response> {
+    let arrived = std::time::Instant::now();
     let params = CallbackParams::parse(query.as_deref())
         .map_err(|e| AppError::BadRequest(format!("The provider's answer was malformed: {e}.")))?;
     let provider = app
@@ -118,6 +150,8 @@ async fn callback(
         replacing: pending.context.get(super::connect::REPLACE_ACCOUNT)
             == Some(&serde_json::Value::Bool(true)),
     };
+    // Code age: from the callback's arrival to the exchange being sent (at once, below).
+    crate::telemetry::metrics::code_age_at_exchange(&provider.id, arrived.elapsed());
     let label = format!(
         "code exchange for {}, end user {}",
         provider.id, pending.end_user_id

@@ -431,7 +431,9 @@ async fn start(
                 remember,
                 replace_account: form.replace_account.is_some(),
             };
+            crate::telemetry::metrics::connect_flow_started(&provider.id);
             super::api_user::connect(&app, provider, cfg, &user, reconnecting, login).await?;
+            crate::telemetry::metrics::connect_flow_completed(&provider.id);
             return Ok(Redirect::to(
                 &return_to.unwrap_or_else(|| format!("/connect?connected={}", provider.id)),
             )
@@ -498,6 +500,7 @@ async fn start(
         },
     );
     tracing::info!(provider = %provider.id, "authorization started");
+    crate::telemetry::metrics::connect_flow_started(&provider.id);
     Ok(Redirect::to(url.as_str()).into_response())
 }
 

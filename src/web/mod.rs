@@ -9,17 +9,17 @@ pub mod callback;
 pub mod connect;
 pub mod csrf;
 pub mod health;
+pub mod observe;
+pub mod openapi;
 pub mod session;
 pub mod session_store;
 
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::{MatchedPath, Request};
 use axum::http::{HeaderName, HeaderValue, header};
 use axum::response::Response;
 use tower_http::limit::RequestBodyLimitLayer;
-use tower_http::trace::TraceLayer;
 use tower_sessions::cookie::SameSite;
 use tower_sessions::{Expiry, SessionManagerLayer};
 
@@ -55,23 +55,13 @@ pub fn router(state: AppState, store: Sessions) -> Router {
     let app = Router::new()
         .merge(end_user_pages)
         .merge(admin_pages)
-        .nest("/api/v1", api::router())
+        .nest("/api/v1", api::router().merge(openapi::router()))
         .merge(health::router())
         .merge(assets::router())
         .fallback(|| async { AppError::NotFound })
         .layer(RequestBodyLimitLayer::new(64 * 1024))
         .with_state(state);
-    finish_responses(app, headers, pool).layer(TraceLayer::new_for_http().make_span_with(
-        |req: &Request| {
-            // The route template only: raw paths and queries carry links, codes and states.
-            let route = req
-                .extensions()
-                .get::<MatchedPath>()
-                .map(MatchedPath::as_str)
-                .unwrap_or("unmatched");
-            tracing::info_span!("request", method = %req.method(), route)
-        },
-    ))
+    finish_responses(app, headers, pool).layer(axum::middleware::from_fn(observe::observe))
 }
 
 fn session_layer(

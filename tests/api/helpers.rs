@@ -77,8 +77,10 @@ pub struct TestApp {
     pub clock: Clock,
     pub state: AppState,
     pub database_url: String,
-    /// The encryption key entry (`kid:base64`) the app runs with.
+    /// The `KEYHAVEN_ENCRYPTION_KEYS` value the portal runs with.
     pub keys: String,
+    /// `http://…` of the `/metrics` listener, when `server.metrics_listen` was set.
+    pub metrics_url: Option<String>,
     /// The tests' own connections, for looking at and changing rows directly.
     db: PgPool,
 }
@@ -161,16 +163,18 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
         .await
         .unwrap();
     let state = app.state().clone();
+    let metrics_url = app.metrics_addr().map(|a| format!("http://{a}"));
     tokio::spawn(app.run_until(std::future::pending()));
     TestApp {
         url,
+        keys,
+        metrics_url,
         sandbox,
         sandbox_url,
         clock,
         state,
         db: PgPool::connect(&database_url).await.unwrap(),
         database_url,
-        keys,
     }
 }
 

@@ -15,6 +15,7 @@ mod hardening;
 mod helpers;
 mod lifecycle;
 mod links;
+mod operations;
 mod pool;
 mod providers;
 mod sandbox_providers;
