@@ -9,6 +9,7 @@ use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use tracing::Instrument;
 
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
@@ -59,11 +60,15 @@ impl Custody {
             custody: self.clone(),
             id,
         };
-        self.0.tracker.spawn(async move {
-            let _guard = guard;
-            let _in_flight = crate::telemetry::metrics::InFlight::start("caller_detached");
-            work.await
-        })
+        // The caller's span (its request id) goes with the work, into its log lines.
+        self.0.tracker.spawn(
+            async move {
+                let _guard = guard;
+                let _in_flight = crate::telemetry::metrics::InFlight::start("caller_detached");
+                work.await
+            }
+            .in_current_span(),
+        )
     }
 
     /// Tracks a future that is spawned elsewhere (the refresher's own task set).

@@ -832,6 +832,7 @@ fn check_config(app: &TestApp, keys: &str, token_url: &str, extra: &str) -> temp
 {extra}
 [server]
 public_url = "{url}"
+allow_insecure_provider_hosts = true
 
 [database]
 url = "{database}"
