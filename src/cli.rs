@@ -13,7 +13,8 @@ use crate::config::{self, DataCenterSettings, ProviderSettings, RawSettings, Set
 use crate::crypto::{self, KeyRing};
 use crate::sandbox::Sandbox;
 use crate::web::admin::accounts;
-use crate::web::api::{EndUserInput, create_link_for};
+use crate::link_options::{LinkOptions, RequestedOptions};
+use crate::web::api::{EndUserInput, create_link_for, create_link_with};
 use crate::web::api_keys;
 use crate::{AppState, Application, db};
 
@@ -100,6 +101,18 @@ pub enum LinkAction {
         email: Option<String>,
         #[arg(long)]
         name: Option<String>,
+        /// Where the browser returns when the flow ends (on `server.allowed_return_origins`).
+        #[arg(long)]
+        return_url: Option<String>,
+        /// The providers offered, comma-separated.
+        #[arg(long, value_delimiter = ',')]
+        providers: Option<Vec<String>>,
+        /// Go straight to this provider.
+        #[arg(long)]
+        provider: Option<String>,
+        /// `page` (default) or `popup`.
+        #[arg(long)]
+        mode: Option<String>,
     },
 }
 
@@ -161,7 +174,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             listen,
             sandbox_listen,
             data_dir,
-        } => demo(listen, sandbox_listen, &data_dir).await,
+        } => demo(cli.config.as_deref(), listen, sandbox_listen, &data_dir).await,
         Command::Migrate => {
             let settings = load(cli.config.as_deref())?;
             db::connect_and_migrate(settings.database.url.expose_secret(), 2).await?;
@@ -169,16 +182,34 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Link {
-            action: LinkAction::Create { user, email, name },
+            action:
+                LinkAction::Create {
+                    user,
+                    email,
+                    name,
+                    return_url,
+                    providers,
+                    provider,
+                    mode,
+                },
         } => {
             let app = offline_state(cli.config.as_deref()).await?;
-            let (url, _) = create_link_for(
+            let requested = RequestedOptions {
+                return_url,
+                providers,
+                provider,
+                mode,
+            };
+            let options = LinkOptions::check(requested, &app.settings)
+                .map_err(|e| anyhow::anyhow!("{} ({})", e.message, e.code))?;
+            let (url, _) = create_link_with(
                 &app,
                 &EndUserInput {
                     external_id: user,
                     email,
                     name,
                 },
+                &options,
             )
             .await
             .map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -355,11 +386,56 @@ pub fn sandbox_settings(
     keys: &str,
     client_secret: &str,
 ) -> anyhow::Result<Settings> {
-    let mut raw = RawSettings::default();
+    point_at_sandbox(
+        RawSettings::default(),
+        public_url,
+        listen,
+        sandbox_base,
+        database_url,
+        keys,
+        client_secret,
+    )
+}
+
+/// The demo's settings: the configuration file and `KEYHAVEN_*` as for `serve`, with
+/// only the listen address, the database and the providers (pointed at the sandbox)
+/// replaced; the demo's own key is used when none is configured.
+pub fn demo_settings(
+    file: Option<&Path>,
+    public_url: &str,
+    listen: SocketAddr,
+    sandbox_base: &str,
+    database_url: &str,
+    keys: &str,
+    client_secret: &str,
+) -> anyhow::Result<Settings> {
+    point_at_sandbox(
+        config::load_raw(file)?,
+        public_url,
+        listen,
+        sandbox_base,
+        database_url,
+        keys,
+        client_secret,
+    )
+}
+
+fn point_at_sandbox(
+    mut raw: RawSettings,
+    public_url: &str,
+    listen: SocketAddr,
+    sandbox_base: &str,
+    database_url: &str,
+    keys: &str,
+    client_secret: &str,
+) -> anyhow::Result<Settings> {
     raw.server.listen = listen;
     raw.server.public_url = public_url.parse().context("public URL")?;
     raw.database.url = SecretString::from(database_url);
-    raw.encryption_keys = Some(SecretString::from(keys));
+    if raw.encryption_keys.is_none() {
+        raw.encryption_keys = Some(SecretString::from(keys));
+    }
+    raw.providers.clear();
     // The sandbox is plain http on loopback; its host is the only Bullhorn "domain".
     raw.server.allow_insecure_provider_hosts = true;
     let sandbox_host = url::Url::parse(sandbox_base)
@@ -458,6 +534,7 @@ pub fn register_sandbox_clients(sandbox: &Sandbox, settings: &Settings, client_s
 }
 
 async fn demo(
+    file: Option<&Path>,
     listen: SocketAddr,
     sandbox_listen: SocketAddr,
     data_dir: &Path,
@@ -473,7 +550,8 @@ async fn demo(
     let database_url = std::env::var("DATABASE_URL")
         .unwrap_or_else(|_| config::local_database_url("keyhaven_demo"));
     let public_url = format!("http://{listen}");
-    let settings = sandbox_settings(
+    let settings = demo_settings(
+        file,
         &public_url,
         listen,
         &sandbox_base,

@@ -60,6 +60,8 @@ pub struct RawSettings {
     pub providers: BTreeMap<String, ProviderSettings>,
     #[serde(default)]
     pub housekeeping: HousekeepingSettings,
+    #[serde(default)]
+    pub branding: crate::branding::BrandingSettings,
 }
 
 /// What the periodic clean-up keeps.
@@ -123,6 +125,9 @@ pub struct ServerSettings {
     pub trust_forwarded_for: bool,
     /// Accept plain-http provider hosts, and then only on loopback (the sandbox, tests).
     pub allow_insecure_provider_hosts: bool,
+    /// Origins (`https://app.example.com`) a connect link's `return_url` may lead back to.
+    #[serde(deserialize_with = "string_or_list_plain")]
+    pub allowed_return_origins: Vec<String>,
 }
 
 impl Default for ServerSettings {
@@ -135,6 +140,7 @@ impl Default for ServerSettings {
             session_hours: 24,
             trust_forwarded_for: false,
             allow_insecure_provider_hosts: false,
+            allowed_return_origins: Vec::new(),
         }
     }
 }
@@ -238,6 +244,28 @@ fn string_or_list<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<String>>
     })
 }
 
+/// One `server.allowed_return_origins` entry: `scheme://host[:port]`, nothing more.
+pub fn parse_allowed_origin(raw: &str) -> Result<url::Origin, String> {
+    let url = Url::parse(raw).map_err(|e| format!("{raw:?} is not a URL ({e})"))?;
+    let bare = matches!(url.scheme(), "http" | "https")
+        && url.username().is_empty()
+        && url.password().is_none()
+        && url.path() == "/"
+        && url.query().is_none()
+        && url.fragment().is_none()
+        && !raw.trim_end_matches('/').ends_with('?');
+    if !bare || url.host().is_none() {
+        return Err(format!(
+            "{raw:?} must be an origin such as https://app.example.com (no path, query or credentials)"
+        ));
+    }
+    Ok(url.origin())
+}
+
+fn string_or_list_plain<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    Ok(string_or_list(d)?.unwrap_or_default())
+}
+
 /// Everything the application needs, validated.
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -251,6 +279,9 @@ pub struct Settings {
     /// Configured but not offered, with the reason (shown to admins).
     pub unavailable_providers: Vec<(String, String)>,
     pub housekeeping: HousekeepingSettings,
+    pub branding: crate::branding::Branding,
+    /// `server.allowed_return_origins`, each as its parsed origin.
+    pub return_origins: Vec<url::Origin>,
 }
 
 impl Settings {
@@ -404,7 +435,18 @@ impl RawSettings {
             }
         }
         offered.sort_by(|a, b| a.display_name.cmp(&b.display_name));
+        let return_origins = self
+            .server
+            .allowed_return_origins
+            .iter()
+            .map(|o| parse_allowed_origin(o))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|problem| ConfigError::new("server.allowed_return_origins", problem))?;
+        let branding = crate::branding::Branding::from_settings(&self.branding)
+            .map_err(|(setting, problem)| ConfigError::new(setting, problem))?;
         Ok(Settings {
+            branding,
+            return_origins,
             server: self.server,
             database: self.database,
             keys,

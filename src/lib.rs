@@ -1,6 +1,7 @@
 //! Keyhaven: a self-hosted OAuth 2.0 account-connection portal.
 
 pub mod alarms;
+pub mod branding;
 pub mod cli;
 pub mod clock;
 pub mod config;
@@ -9,6 +10,7 @@ pub mod db;
 pub mod error;
 pub mod grants;
 pub mod housekeeping;
+pub mod link_options;
 pub mod lifecycle;
 pub mod oauth;
 pub mod providers;

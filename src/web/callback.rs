@@ -8,7 +8,9 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
 use tower_sessions::Session;
 
+use super::connect;
 use super::session::EndUserSession;
+use crate::link_options::{LinkOptions, Outcome};
 use crate::AppState;
 use crate::crypto::{self, SealedAt};
 use crate::db;
@@ -25,11 +27,37 @@ pub fn router() -> Router<AppState> {
 
 const STALE: &str = "This sign-in attempt is no longer valid (it was already used, has expired, or was started in another browser). Nothing was changed; start again from your connections page.";
 
+/// Completes the flow; once the flow is known to be this browser's, a link made with a
+/// return URL hears how it ended (`failed` included) instead of seeing our error page.
 async fn callback(
     State(app): State<AppState>,
     session: Session,
     Path(provider_id): Path<String>,
     RawQuery(query): RawQuery,
+) -> AppResult<Response> {
+    let mut returning = None;
+    let result = complete(app, session, provider_id.clone(), query, &mut returning).await;
+    match (result, returning) {
+        (Err(e), Some(options)) => {
+            match connect::finish(&options, Outcome::Failed, &provider_id, None) {
+                Some(back) => {
+                    e.log();
+                    tracing::info!(provider = %provider_id, code = e.code(), "flow failed; returning to the product");
+                    Ok(back)
+                }
+                None => Err(e),
+            }
+        }
+        (result, _) => result,
+    }
+}
+
+async fn complete(
+    app: AppState,
+    session: Session,
+    provider_id: String,
+    query: Option<String>,
+    returning: &mut Option<LinkOptions>,
 ) -> AppResult<Response> {
     let params = CallbackParams::parse(query.as_deref())
         .map_err(|e| AppError::BadRequest(format!("The provider's answer was malformed: {e}.")))?;
@@ -59,6 +87,9 @@ async fn callback(
     {
         return Err(AppError::BadRequest(STALE.into()));
     }
+    if user.options.return_url.is_some() {
+        *returning = Some(user.options.clone());
+    }
     // RFC 9207: with an issuer configured, every answer must name it; a missing `iss`
     // is refused like a wrong one (a mix-up attacker would simply leave it out).
     if let Some(expected) = &provider.issuer
@@ -72,7 +103,12 @@ async fn callback(
     let code = match (params.get("code"), params.get("error")) {
         (Some(code), None) if !code.is_empty() => code,
         (None, Some(error)) => {
-            return Ok(declined(provider, error, params.get("error_description")));
+            return Ok(declined(
+                provider,
+                error,
+                params.get("error_description"),
+                &user.options,
+            ));
         }
         _ => {
             return Err(AppError::BadRequest(
@@ -120,7 +156,7 @@ async fn callback(
     if let Some(reconnecting) = pending.connection_id {
         ensure_same_account(&app, provider, reconnecting, &established.account).await?;
     }
-    grants::store(
+    let connection_id = grants::store(
         &app,
         NewConnection {
             provider,
@@ -134,6 +170,14 @@ async fn callback(
     )
     .await?;
     tracing::info!(provider = %provider.id, "connection established");
+    if let Some(back) = connect::finish(
+        &user.options,
+        Outcome::Connected,
+        &provider.id,
+        Some(connection_id),
+    ) {
+        return Ok(back);
+    }
 
     let target = pending
         .context
@@ -188,8 +232,23 @@ pub(crate) fn upstream_failure(
 }
 
 /// The user declined, or the provider reported an error: say so, escaped, change nothing.
-fn declined(provider: &Provider, error: &str, description: Option<&str>) -> Response {
+/// A link made with a return URL goes back to the product: `cancelled` when the user
+/// said no (`access_denied`), else `failed`.
+fn declined(
+    provider: &Provider,
+    error: &str,
+    description: Option<&str>,
+    options: &LinkOptions,
+) -> Response {
     tracing::info!(provider = %provider.id, error = %token::sanitize(error), "authorization declined");
+    let outcome = if error == "access_denied" {
+        Outcome::Cancelled
+    } else {
+        Outcome::Failed
+    };
+    if let Some(back) = connect::finish(options, outcome, &provider.id, None) {
+        return back;
+    }
     let detail: String = description.unwrap_or(error).chars().take(300).collect();
     let message = format!(
         "{} did not grant access, so nothing was connected or changed. The provider said: “{}”.",

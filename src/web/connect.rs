@@ -14,7 +14,8 @@ use tower_sessions::Session;
 
 use super::api_user::ApiUserLogin;
 use super::callback::upstream_failure;
-use super::session::{self, CurrentEndUser};
+use super::session::{self, CurrentEndUser, EndUserSession};
+use crate::link_options::{LinkOptions, Mode, Outcome};
 use crate::AppState;
 use crate::crypto::{self, SealedAt};
 use crate::db;
@@ -31,6 +32,7 @@ pub fn router() -> Router<AppState> {
         .route("/c/{token}", get(open_link))
         .route("/connect", get(connect_page))
         .route("/connect/{provider}", post(start))
+        .route("/connect/finished", get(finished))
 }
 
 /// `GET /c/{token}`: binds this browser to the link's end user, then shows the page.
@@ -68,9 +70,80 @@ async fn open_link(
         }
     };
     drop(conn);
-    session::bind(&session, link.end_user_id, reconnect).await?;
-    // Leave the link's URL at once so it does not linger in history or referrers.
-    Ok(Redirect::to("/connect").into_response())
+    enter(&app, &session, &link, reconnect).await
+}
+
+/// Binds the browser to the link's end user with the link's options, then leaves the
+/// link's URL at once (so it does not linger in history or referrers): straight to the
+/// provider when the link names one that needs nothing more, else the connect page.
+pub async fn enter(
+    app: &AppState,
+    session: &Session,
+    link: &db::links::Link,
+    reconnect: Option<uuid::Uuid>,
+) -> AppResult<Response> {
+    let options = LinkOptions::from_stored(
+        link.return_url.as_deref(),
+        link.providers.clone(),
+        link.provider.clone(),
+        &link.mode,
+        &app.settings,
+    );
+    let user = session::bind(session, link.end_user_id, reconnect, options).await?;
+    let direct = user
+        .options
+        .provider
+        .as_deref()
+        .and_then(|id| app.settings.provider(id))
+        .filter(|p| card_form(p) == CardForm::Button);
+    match direct {
+        Some(provider) => {
+            let reconnecting = reconnecting(app, &user, provider).await?;
+            authorize(app, &user, provider, reconnecting, Context::default(), None).await
+        }
+        None => Ok(Redirect::to("/connect").into_response()),
+    }
+}
+
+/// The connection a reconnect link repairs, when this flow is for its provider.
+async fn reconnecting(
+    app: &AppState,
+    user: &EndUserSession,
+    provider: &Provider,
+) -> AppResult<Option<uuid::Uuid>> {
+    let Some(id) = user.reconnect else {
+        return Ok(None);
+    };
+    let mut conn = app.pool.acquire().await?;
+    Ok(db::connections::get(&mut conn, id)
+        .await?
+        .filter(|c| c.provider == provider.id)
+        .map(|c| c.id))
+}
+
+/// How a flow ends for a link made with a `return_url`: page mode goes to the product's
+/// page with the result in its query; popup mode goes to our last page, which posts the
+/// result to the product's window. `None` without a return URL.
+pub fn finish(
+    options: &LinkOptions,
+    outcome: Outcome,
+    provider: &str,
+    connection_id: Option<uuid::Uuid>,
+) -> Option<Response> {
+    let back = options.return_with(outcome, Some(provider), connection_id)?;
+    let target = match options.mode {
+        Mode::Page => back.to_string(),
+        Mode::Popup => {
+            let mut query = url::form_urlencoded::Serializer::new(String::new());
+            query.append_pair("keyhaven_status", outcome.as_str());
+            query.append_pair("provider", provider);
+            if let Some(id) = connection_id {
+                query.append_pair("connection_id", &id.to_string());
+            }
+            format!("/connect/finished?{}", query.finish())
+        }
+    };
+    Some(Redirect::to(&target).into_response())
 }
 
 /// What a card's form asks for besides the button.
@@ -102,6 +175,38 @@ pub struct ConnectPage {
     pub cards: Vec<Card>,
     pub csrf: String,
     pub notice: Option<String>,
+    /// "Back to ⟨product⟩" when the link was made with a return URL.
+    pub back: Option<Back>,
+}
+
+pub struct Back {
+    pub href: String,
+    pub product: String,
+}
+
+/// The way back to the product: its page (page mode), or our last page reporting a
+/// cancelled flow to the opener (popup mode).
+fn back_link(app: &AppState, options: &LinkOptions) -> Option<Back> {
+    let url = options.return_url.as_ref()?;
+    let product = app
+        .settings
+        .branding
+        .product_name
+        .clone()
+        .or_else(|| url.host_str().map(String::from))?;
+    let href = match options.mode {
+        Mode::Page => url.to_string(),
+        Mode::Popup => "/connect/finished?keyhaven_status=cancelled".into(),
+    };
+    Some(Back { href, product })
+}
+
+fn card_form(provider: &Provider) -> CardForm {
+    match &provider.kind {
+        Kind::Bullhorn(cfg) if cfg.api_user_mode => CardForm::ApiUser,
+        Kind::Bullhorn(_) => CardForm::Username,
+        _ => CardForm::Button,
+    }
 }
 
 const ZOHO_NOTE: &str = "Before you reconnect: Zoho keeps at most 20 active grants per user and silently deletes the oldest when a new one is made, which can disconnect another app you use with Zoho.";
@@ -117,11 +222,7 @@ fn card(provider: &Provider, existing: Option<&db::connections::ConnectionSummar
         ),
         Some(_) => ("ok", "Connected", "Reconnect"),
     };
-    let form = match &provider.kind {
-        Kind::Bullhorn(cfg) if cfg.api_user_mode => CardForm::ApiUser,
-        Kind::Bullhorn(_) => CardForm::Username,
-        _ => CardForm::Button,
-    };
+    let form = card_form(provider);
     let note = matches!(provider.kind, Kind::Zoho(_))
         .then_some(ZOHO_NOTE)
         .filter(|_| action == "Reconnect");
@@ -178,6 +279,7 @@ async fn connect_page(
         .settings
         .providers
         .iter()
+        .filter(|p| user.options.offers(&p.id))
         .map(|p| card(p, connections.iter().find(|c| c.provider == p.id)))
         .collect();
     let notice = query.connected.and_then(|id| {
@@ -193,6 +295,7 @@ async fn connect_page(
         cards,
         csrf: user.csrf.clone(),
         notice,
+        back: back_link(&app, &user.options),
     })
 }
 
@@ -241,16 +344,8 @@ async fn start(
             ));
         }
     };
-    let mut conn = app.pool.acquire().await?;
     // A reconnect link repairs its own connection; other flows connect or replace as usual.
-    let reconnecting = match user.reconnect {
-        Some(id) => db::connections::get(&mut conn, id)
-            .await?
-            .filter(|c| c.provider == provider.id)
-            .map(|c| c.id),
-        None => None,
-    };
-    drop(conn);
+    let reconnecting = reconnecting(&app, &user, provider).await?;
 
     let mut ctx = Context::default();
     if let Kind::Bullhorn(cfg) = &provider.kind {
@@ -270,6 +365,15 @@ async fn start(
                 remember,
             };
             super::api_user::connect(&app, provider, cfg, &user, reconnecting, login).await?;
+            if user.options.return_url.is_some() {
+                let mut conn = app.pool.acquire().await?;
+                let id = db::connections::find_for_end_user(&mut conn, user.end_user_id, &provider.id)
+                    .await?
+                    .map(|c| c.id);
+                if let Some(done) = finish(&user.options, Outcome::Connected, &provider.id, id) {
+                    return Ok(done);
+                }
+            }
             return Ok(Redirect::to(
                 &return_to.unwrap_or_else(|| format!("/connect?connected={}", provider.id)),
             )
@@ -279,7 +383,19 @@ async fn start(
             .await
             .map_err(|e| upstream_failure(&app, provider, "loginInfo", e))?;
     }
+    authorize(&app, &user, provider, reconnecting, ctx, return_to).await
+}
 
+/// Records a pending authorization with a fresh state (and PKCE verifier) and sends
+/// the browser to the provider's authorize URL.
+async fn authorize(
+    app: &AppState,
+    user: &EndUserSession,
+    provider: &Provider,
+    reconnecting: Option<uuid::Uuid>,
+    ctx: Context,
+    return_to: Option<String>,
+) -> AppResult<Response> {
     let state = crypto::random_token()?;
     let state_hash = crypto::token_hash(&state);
     let pkce = if provider.pkce {
@@ -332,6 +448,66 @@ async fn start(
     );
     tracing::info!(provider = %provider.id, "authorization started");
     Ok(Redirect::to(url.as_str()).into_response())
+}
+
+#[derive(Deserialize)]
+pub struct FinishedQuery {
+    keyhaven_status: Option<String>,
+    provider: Option<String>,
+    connection_id: Option<String>,
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "connect/finished.html")]
+pub struct FinishedPage {
+    pub status: &'static str,
+    pub heading: String,
+    pub provider: Option<String>,
+    pub connection_id: Option<String>,
+    /// The product's origin, where the popup posts the result.
+    pub target_origin: Option<String>,
+}
+
+/// `GET /connect/finished`: a popup's last page. Its script posts the result to the
+/// product's window (only to the link's allowed origin) and closes the popup. Every
+/// value is checked, so a crafted address can say nothing we would not say.
+async fn finished(
+    State(app): State<AppState>,
+    session: Session,
+    query: Result<Query<FinishedQuery>, QueryRejection>,
+) -> AppResult<FinishedPage> {
+    let Ok(Query(query)) = query else {
+        return Err(AppError::BadRequest("This address is not valid.".into()));
+    };
+    let outcome = query
+        .keyhaven_status
+        .as_deref()
+        .and_then(Outcome::parse)
+        .ok_or_else(|| AppError::BadRequest("This address is not valid.".into()))?;
+    let provider = query
+        .provider
+        .as_deref()
+        .and_then(|id| app.settings.provider(id));
+    let connection_id = query
+        .connection_id
+        .as_deref()
+        .and_then(|id| uuid::Uuid::parse_str(id).ok())
+        .filter(|_| outcome == Outcome::Connected);
+    let user = session.get::<EndUserSession>(session::KEY).await?;
+    let target_origin = user.and_then(|u| u.options.popup_target());
+    let name = provider.map_or("The account", |p| p.display_name.as_str());
+    let heading = match outcome {
+        Outcome::Connected => format!("{name} is connected."),
+        Outcome::Cancelled => "Nothing was connected.".into(),
+        Outcome::Failed => format!("{name} could not be connected."),
+    };
+    Ok(FinishedPage {
+        status: outcome.as_str(),
+        heading,
+        provider: provider.map(|p| p.id.clone()),
+        connection_id: connection_id.map(|id| id.to_string()),
+        target_origin,
+    })
 }
 
 /// Browsers say where a request came from; a cross-site form post is refused even

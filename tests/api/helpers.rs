@@ -91,6 +91,8 @@ pub struct Options {
     /// Bullhorn's loginInfo at another address (a stub), and its host allow-list.
     pub bullhorn_login_info: Option<String>,
     pub bullhorn_hosts: Option<keyhaven::providers::hosts::HostPolicy>,
+    /// `server.allowed_return_origins`.
+    pub allowed_return_origins: Vec<String>,
 }
 
 impl Default for Options {
@@ -102,6 +104,7 @@ impl Default for Options {
             tweak: |_| {},
             bullhorn_login_info: None,
             bullhorn_hosts: None,
+            allowed_return_origins: Vec::new(),
         }
     }
 }
@@ -144,6 +147,11 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
             }
         }
     }
+    settings.return_origins = options
+        .allowed_return_origins
+        .iter()
+        .map(|o| keyhaven::config::parse_allowed_origin(o).unwrap())
+        .collect();
     (options.tweak)(&mut settings);
     keyhaven::cli::register_sandbox_clients(&sandbox, &settings, CLIENT_SECRET);
     let pool = keyhaven::db::connect_and_migrate(&database_url, options.pool_size)
@@ -487,4 +495,9 @@ impl TestApp {
             .await
             .unwrap()
     }
+}
+
+/// Opens a link as a person does; returns the answer that binds the browser.
+pub async fn open_link(browser: &reqwest::Client, link: &str) -> reqwest::Response {
+    browser.get(link).send().await.unwrap()
 }

@@ -10,6 +10,7 @@ mod config;
 mod connect_flow;
 mod exchange_faults;
 mod hardening;
+mod host_product;
 mod helpers;
 mod lifecycle;
 mod providers;
