@@ -137,8 +137,9 @@ fn normalise_colour(raw: &str) -> Option<String> {
 /// White or near-black, whichever reads better on `#rrggbb` (WCAG relative luminance).
 fn on_colour(accent: &str) -> &'static str {
     let channel = |i: usize| {
-        let v = f64::from(u8::from_str_radix(accent.get(i..i + 2).unwrap_or("00"), 16).unwrap_or(0))
-            / 255.0;
+        let v =
+            f64::from(u8::from_str_radix(accent.get(i..i + 2).unwrap_or("00"), 16).unwrap_or(0))
+                / 255.0;
         if v <= 0.039_28 {
             v / 12.92
         } else {
@@ -166,7 +167,12 @@ fn read_logo(path: &std::path::Path) -> Result<Logo, String> {
         Some("gif") => "image/gif",
         Some("webp") => "image/webp",
         Some("svg") => "image/svg+xml",
-        _ => return Err(format!("{} must be a .png, .jpg, .gif, .webp or .svg file", path.display())),
+        _ => {
+            return Err(format!(
+                "{} must be a .png, .jpg, .gif, .webp or .svg file",
+                path.display()
+            ));
+        }
     };
     let meta = std::fs::metadata(path).map_err(|e| format!("{}: {e}", path.display()))?;
     if meta.len() > MAX_LOGO_BYTES {

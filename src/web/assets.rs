@@ -18,7 +18,10 @@ pub fn router() -> Router<AppState> {
         .route("/static/keyhaven.css", get(stylesheet))
         .route("/static/admin.js", get(admin_script))
         .route("/static/keyhaven-popup.js", get(|| script(POPUP_SCRIPT)))
-        .route("/static/keyhaven-connect.js", get(|| script(CONNECT_SCRIPT)))
+        .route(
+            "/static/keyhaven-connect.js",
+            get(|| script(CONNECT_SCRIPT)),
+        )
 }
 
 async fn stylesheet() -> impl IntoResponse {

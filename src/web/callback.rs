@@ -10,12 +10,12 @@ use tower_sessions::Session;
 
 use super::connect;
 use super::session::EndUserSession;
-use crate::link_options::{LinkOptions, Outcome};
 use crate::AppState;
 use crate::crypto::{self, SealedAt};
 use crate::db;
 use crate::error::{AppError, AppResult, ErrorPage};
 use crate::grants::{self, NewConnection};
+use crate::link_options::{LinkOptions, Outcome};
 use crate::oauth::callback_params::CallbackParams;
 use crate::oauth::establish;
 use crate::oauth::token::{self, Grant, TokenError};

@@ -15,11 +15,11 @@ use tower_sessions::Session;
 use super::api_user::ApiUserLogin;
 use super::callback::upstream_failure;
 use super::session::{self, CurrentEndUser, EndUserSession};
-use crate::link_options::{LinkOptions, Mode, Outcome};
 use crate::AppState;
 use crate::crypto::{self, SealedAt};
 use crate::db;
 use crate::error::{AppError, AppResult};
+use crate::link_options::{LinkOptions, Mode, Outcome};
 use crate::oauth::authorize::{AuthorizeRequest, authorize_url};
 use crate::providers::{Context, Kind, Provider, bullhorn};
 use secrecy::SecretString;
@@ -367,9 +367,10 @@ async fn start(
             super::api_user::connect(&app, provider, cfg, &user, reconnecting, login).await?;
             if user.options.return_url.is_some() {
                 let mut conn = app.pool.acquire().await?;
-                let id = db::connections::find_for_end_user(&mut conn, user.end_user_id, &provider.id)
-                    .await?
-                    .map(|c| c.id);
+                let id =
+                    db::connections::find_for_end_user(&mut conn, user.end_user_id, &provider.id)
+                        .await?
+                        .map(|c| c.id);
                 if let Some(done) = finish(&user.options, Outcome::Connected, &provider.id, id) {
                     return Ok(done);
                 }

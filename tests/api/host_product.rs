@@ -120,12 +120,11 @@ async fn connect_link_options_are_checked() {
     )
     .await;
     assert_eq!(r.status(), StatusCode::CREATED);
-    let stored: (Option<String>, Option<Vec<String>>, Option<String>, String) = sqlx::query_as(
-        "SELECT return_url, providers, provider, mode FROM links",
-    )
-    .fetch_one(app.pool())
-    .await
-    .unwrap();
+    let stored: (Option<String>, Option<Vec<String>>, Option<String>, String) =
+        sqlx::query_as("SELECT return_url, providers, provider, mode FROM links")
+            .fetch_one(app.pool())
+            .await
+            .unwrap();
     assert_eq!(
         stored,
         (
@@ -157,7 +156,9 @@ async fn redirect_mode_lands_on_the_return_url_with_the_result() {
     let id = connection_id(&app, "redirected", "acme").await;
     assert_eq!(
         location(&r),
-        format!("{APP}/settings?tab=crm&keyhaven_status=connected&provider=acme&connection_id={id}")
+        format!(
+            "{APP}/settings?tab=crm&keyhaven_status=connected&provider=acme&connection_id={id}"
+        )
     );
 }
 
@@ -174,13 +175,13 @@ async fn a_cancelled_consent_comes_back_as_cancelled_and_a_failure_as_failed() {
     .await;
     let browser = browser();
     open_link(&browser, &link).await;
-    let authorize = app.start(&browser, "acme").await;
+    let authorize = app.start(&browser, "smartrecruiters").await;
     let callback = app.decide(&authorize, "deny", "sam.sandbox").await;
     let r = browser.get(callback).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::SEE_OTHER);
     assert_eq!(
         location(&r),
-        format!("{APP}/back?keyhaven_status=cancelled&provider=acme")
+        format!("{APP}/back?keyhaven_status=cancelled&provider=smartrecruiters")
     );
     assert_eq!(app.connection_count().await, 0);
 
@@ -285,7 +286,10 @@ async fn providers_limit_the_cards_and_the_page_leads_back_to_the_product() {
         assert!(page.contains(&format!("id=\"provider-{shown}\"")), "{page}");
     }
     for hidden in ["smartrecruiters", "bullhorn", "hurdlr"] {
-        assert!(!page.contains(&format!("id=\"provider-{hidden}\"")), "{page}");
+        assert!(
+            !page.contains(&format!("id=\"provider-{hidden}\"")),
+            "{page}"
+        );
     }
     assert!(
         page.contains(&format!(
@@ -356,7 +360,10 @@ async fn popup_mode_ends_on_a_page_that_posts_to_the_product_origin() {
     assert!(!page.contains("data-provider"), "{page}");
     assert!(!page.contains("data-connection-id"), "{page}");
     let r = browser
-        .get(format!("{}/connect/finished?keyhaven_status=hacked", app.url))
+        .get(format!(
+            "{}/connect/finished?keyhaven_status=hacked",
+            app.url
+        ))
         .send()
         .await
         .unwrap();
@@ -385,17 +392,16 @@ async fn popup_mode_ends_on_a_page_that_posts_to_the_product_origin() {
 }
 
 fn branded(settings: &mut keyhaven::Settings) {
-    settings.branding = keyhaven::branding::Branding::from_settings(
-        &keyhaven::branding::BrandingSettings {
+    settings.branding =
+        keyhaven::branding::Branding::from_settings(&keyhaven::branding::BrandingSettings {
             product_name: Some("Acme <Recruiting>".into()),
             accent_color: Some("#0F766E".into()),
             logo_path: Some(
                 std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/api/data/logo.svg"),
             ),
             support_url: Some("https://help.acme.example/connections".parse().unwrap()),
-        },
-    )
-    .unwrap();
+        })
+        .unwrap();
 }
 
 #[tokio::test]
@@ -436,13 +442,17 @@ async fn branding_appears_on_end_user_pages_and_in_the_stylesheet() {
     }
     assert!(connect.contains("<title>Connect your accounts · Acme &#60;Recruiting&#62;</title>"));
 
-    let css = reqwest::get(format!("{}/branding.css", app.url)).await.unwrap();
+    let css = reqwest::get(format!("{}/branding.css", app.url))
+        .await
+        .unwrap();
     assert_eq!(css.headers()["content-type"], "text/css; charset=utf-8");
     assert_eq!(
         css.text().await.unwrap(),
         ":root { --accent: #0f766e; --on-accent: #ffffff; }\n"
     );
-    let logo = reqwest::get(format!("{}/branding/logo", app.url)).await.unwrap();
+    let logo = reqwest::get(format!("{}/branding/logo", app.url))
+        .await
+        .unwrap();
     assert_eq!(logo.status(), StatusCode::OK);
     assert_eq!(logo.headers()["content-type"], "image/svg+xml");
     assert!(
@@ -468,9 +478,14 @@ async fn unbranded_pages_say_keyhaven_and_the_landing_page_answers() {
     let page = r.text().await.unwrap();
     assert!(page.contains("open the link you were given"), "{page}");
     assert!(page.contains("href=\"/admin\""), "{page}");
-    assert!(page.contains("<span class=\"brand\">Keyhaven</span>"), "{page}");
+    assert!(
+        page.contains("<span class=\"brand\">Keyhaven</span>"),
+        "{page}"
+    );
     assert!(!page.contains("/branding/logo"));
-    let r = reqwest::get(format!("{}/branding/logo", app.url)).await.unwrap();
+    let r = reqwest::get(format!("{}/branding/logo", app.url))
+        .await
+        .unwrap();
     assert_eq!(r.status(), StatusCode::NOT_FOUND);
     let css = reqwest::get(format!("{}/branding.css", app.url))
         .await
@@ -515,7 +530,10 @@ fn link_create_takes_the_same_options_on_the_command_line() {
         panic!("link create");
     };
     assert_eq!(return_url.as_deref(), Some("https://app.example.com/x"));
-    assert_eq!(providers, Some(vec!["acme".to_string(), "zoho".to_string()]));
+    assert_eq!(
+        providers,
+        Some(vec!["acme".to_string(), "zoho".to_string()])
+    );
     assert_eq!(provider.as_deref(), Some("acme"));
     assert_eq!(mode.as_deref(), Some("popup"));
 }
