@@ -119,7 +119,7 @@ pub fn check_return_url(raw: &str, allowed: &[Origin]) -> Result<Url, OptionsErr
         return Err(not_allowed());
     }
     let origin = url.origin();
-    if allowed.iter().any(|a| *a == origin) {
+    if allowed.contains(&origin) {
         Ok(url)
     } else {
         Err(not_allowed())
@@ -258,7 +258,7 @@ impl LinkOptions {
     /// Where the popup's last page posts its message: the return URL's origin.
     pub fn popup_target(&self) -> Option<String> {
         (self.mode == Mode::Popup)
-            .then(|| self.return_url.as_ref())
+            .then_some(self.return_url.as_ref())
             .flatten()
             .map(|u| u.origin().ascii_serialization())
     }
