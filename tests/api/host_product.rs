@@ -184,6 +184,16 @@ async fn a_cancelled_consent_comes_back_as_cancelled_and_a_failure_as_failed() {
         format!("{APP}/back?keyhaven_status=cancelled&provider=smartrecruiters")
     );
     assert_eq!(app.connection_count().await, 0);
+    // A generic provider with an issuer names it on the denial too.
+    let authorize = app.start(&browser, "acme").await;
+    let callback = app.decide(&authorize, "deny", "sam.sandbox").await;
+    assert!(query_param(&callback, "iss").is_some(), "{callback}");
+    let r = browser.get(callback).send().await.unwrap();
+    assert_eq!(
+        location(&r),
+        format!("{APP}/back?keyhaven_status=cancelled&provider=acme")
+    );
+    assert_eq!(app.connection_count().await, 0);
 
     // The provider fails the exchange: the product hears `failed`, nothing is stored.
     app.sandbox.add_fault(keyhaven::sandbox::Fault {
