@@ -11,9 +11,10 @@ use secrecy::SecretString;
 use crate::clock::Clock;
 use crate::config::{self, DataCenterSettings, ProviderSettings, RawSettings, Settings};
 use crate::crypto::{self, KeyRing};
+use crate::link_options::{LinkOptions, RequestedOptions};
 use crate::sandbox::Sandbox;
 use crate::web::admin::accounts;
-use crate::web::api::{EndUserInput, create_link_for};
+use crate::web::api::{EndUserInput, create_link_for, create_link_with};
 use crate::web::api_keys;
 use crate::{AppState, Application, db};
 
@@ -113,6 +114,18 @@ pub enum LinkAction {
         email: Option<String>,
         #[arg(long)]
         name: Option<String>,
+        /// Where the browser returns when the flow ends (on `server.allowed_return_origins`).
+        #[arg(long)]
+        return_url: Option<String>,
+        /// The providers offered, comma-separated.
+        #[arg(long, value_delimiter = ',')]
+        providers: Option<Vec<String>>,
+        /// Go straight to this provider.
+        #[arg(long)]
+        provider: Option<String>,
+        /// `page` (default) or `popup`.
+        #[arg(long)]
+        mode: Option<String>,
     },
 }
 
@@ -174,7 +187,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             listen,
             sandbox_listen,
             data_dir,
-        } => demo(listen, sandbox_listen, &data_dir).await,
+        } => demo(cli.config.as_deref(), listen, sandbox_listen, &data_dir).await,
         Command::Check => {
             let failures = crate::check::run(cli.config.as_deref(), &mut std::io::stdout()).await?;
             if failures > 0 {
@@ -189,16 +202,34 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Link {
-            action: LinkAction::Create { user, email, name },
+            action:
+                LinkAction::Create {
+                    user,
+                    email,
+                    name,
+                    return_url,
+                    providers,
+                    provider,
+                    mode,
+                },
         } => {
             let app = offline_state(cli.config.as_deref()).await?;
-            let (url, _) = create_link_for(
+            let requested = RequestedOptions {
+                return_url,
+                providers,
+                provider,
+                mode,
+            };
+            let options = LinkOptions::check(requested, &app.settings)
+                .map_err(|e| anyhow::anyhow!("{} ({})", e.message, e.code))?;
+            let (url, _) = create_link_with(
                 &app,
                 &EndUserInput {
                     external_id: user,
                     email,
                     name,
                 },
+                &options,
             )
             .await
             .map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -408,11 +439,56 @@ pub fn sandbox_settings(
     keys: &str,
     client_secret: &str,
 ) -> anyhow::Result<Settings> {
-    let mut raw = RawSettings::default();
+    point_at_sandbox(
+        RawSettings::default(),
+        public_url,
+        listen,
+        sandbox_base,
+        database_url,
+        keys,
+        client_secret,
+    )
+}
+
+/// The demo's settings: the configuration file and `KEYHAVEN_*` as for `serve`, with
+/// only the listen address, the database and the providers (pointed at the sandbox)
+/// replaced; the demo's own key is used when none is configured.
+pub fn demo_settings(
+    file: Option<&Path>,
+    public_url: &str,
+    listen: SocketAddr,
+    sandbox_base: &str,
+    database_url: &str,
+    keys: &str,
+    client_secret: &str,
+) -> anyhow::Result<Settings> {
+    point_at_sandbox(
+        config::load_raw(file)?,
+        public_url,
+        listen,
+        sandbox_base,
+        database_url,
+        keys,
+        client_secret,
+    )
+}
+
+fn point_at_sandbox(
+    mut raw: RawSettings,
+    public_url: &str,
+    listen: SocketAddr,
+    sandbox_base: &str,
+    database_url: &str,
+    keys: &str,
+    client_secret: &str,
+) -> anyhow::Result<Settings> {
     raw.server.listen = listen;
     raw.server.public_url = public_url.parse().context("public URL")?;
     raw.database.url = SecretString::from(database_url);
-    raw.encryption_keys = Some(SecretString::from(keys));
+    if raw.encryption_keys.is_none() {
+        raw.encryption_keys = Some(SecretString::from(keys));
+    }
+    raw.providers.clear();
     // The sandbox is plain http on loopback; its host is the only Bullhorn "domain".
     raw.server.allow_insecure_provider_hosts = true;
     let sandbox_host = url::Url::parse(sandbox_base)
@@ -520,6 +596,7 @@ pub fn demo_setup(sandbox: &Sandbox, settings: &mut Settings) {
 }
 
 async fn demo(
+    file: Option<&Path>,
     listen: SocketAddr,
     sandbox_listen: SocketAddr,
     data_dir: &Path,
@@ -535,7 +612,8 @@ async fn demo(
     let database_url = std::env::var("DATABASE_URL")
         .unwrap_or_else(|_| config::local_database_url("keyhaven_demo"));
     let public_url = format!("http://{listen}");
-    let mut settings = sandbox_settings(
+    let mut settings = demo_settings(
+        file,
         &public_url,
         listen,
         &sandbox_base,

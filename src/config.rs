@@ -63,6 +63,8 @@ pub struct RawSettings {
     pub housekeeping: HousekeepingSettings,
     #[serde(default)]
     pub logging: LoggingSettings,
+    #[serde(default)]
+    pub branding: crate::branding::BrandingSettings,
 }
 
 /// What the periodic clean-up keeps.
@@ -142,6 +144,9 @@ pub struct ServerSettings {
     pub drain_deadline_secs: Option<u64>,
     /// Where `/metrics` (Prometheus text) is served; off when unset.
     pub metrics_listen: Option<SocketAddr>,
+    /// Origins (`https://app.example.com`) a connect link's `return_url` may lead back to.
+    #[serde(deserialize_with = "string_or_list_plain")]
+    pub allowed_return_origins: Vec<String>,
 }
 
 impl Default for ServerSettings {
@@ -158,6 +163,7 @@ impl Default for ServerSettings {
             allow_insecure_provider_hosts: false,
             drain_deadline_secs: None,
             metrics_listen: None,
+            allowed_return_origins: Vec::new(),
         }
     }
 }
@@ -279,6 +285,28 @@ fn string_or_list<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<String>>
     })
 }
 
+/// One `server.allowed_return_origins` entry: `scheme://host[:port]`, nothing more.
+pub fn parse_allowed_origin(raw: &str) -> Result<url::Origin, String> {
+    let url = Url::parse(raw).map_err(|e| format!("{raw:?} is not a URL ({e})"))?;
+    let bare = matches!(url.scheme(), "http" | "https")
+        && url.username().is_empty()
+        && url.password().is_none()
+        && url.path() == "/"
+        && url.query().is_none()
+        && url.fragment().is_none()
+        && !raw.trim_end_matches('/').ends_with('?');
+    if !bare || url.host().is_none() {
+        return Err(format!(
+            "{raw:?} must be an origin such as https://app.example.com (no path, query or credentials)"
+        ));
+    }
+    Ok(url.origin())
+}
+
+fn string_or_list_plain<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    Ok(string_or_list(d)?.unwrap_or_default())
+}
+
 /// Everything the application needs, validated.
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -295,6 +323,9 @@ pub struct Settings {
     /// Per provider id, the line its connect card shows (`providers.<id>.connect_hint`).
     pub connect_hints: BTreeMap<String, String>,
     pub logging: LoggingSettings,
+    pub branding: crate::branding::Branding,
+    /// `server.allowed_return_origins`, each as its parsed origin.
+    pub return_origins: Vec<url::Origin>,
 }
 
 impl Settings {
@@ -494,7 +525,18 @@ impl RawSettings {
             .filter_map(|(id, raw)| Some((id.clone(), raw.connect_hint.clone()?)))
             .filter(|(_, hint)| !hint.trim().is_empty())
             .collect();
+        let return_origins = self
+            .server
+            .allowed_return_origins
+            .iter()
+            .map(|o| parse_allowed_origin(o))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|problem| ConfigError::new("server.allowed_return_origins", problem))?;
+        let branding = crate::branding::Branding::from_settings(&self.branding)
+            .map_err(|(setting, problem)| ConfigError::new(setting, problem))?;
         Ok(Settings {
+            branding,
+            return_origins,
             server: self.server,
             database: self.database,
             keys,

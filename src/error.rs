@@ -27,6 +27,9 @@ pub enum AppError {
     TooManyRequests(String),
     #[error("missing or invalid API key")]
     Unauthorized,
+    /// Well-formed input the server will not accept, with a stable code and a safe message.
+    #[error("{message}")]
+    Unprocessable { code: &'static str, message: String },
     /// A state conflict with a stable code and a safe message.
     #[error("{message}")]
     Conflict { code: &'static str, message: String },
@@ -57,6 +60,7 @@ impl AppError {
             AppError::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
             AppError::Unauthorized => StatusCode::UNAUTHORIZED,
             AppError::Conflict { .. } => StatusCode::CONFLICT,
+            AppError::Unprocessable { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             AppError::Upstream { .. } => StatusCode::BAD_GATEWAY,
             AppError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             AppError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -72,7 +76,7 @@ impl AppError {
             AppError::Forbidden(_) => "forbidden",
             AppError::TooManyRequests(_) => "rate_limited",
             AppError::Unauthorized => "unauthorized",
-            AppError::Conflict { code, .. } => code,
+            AppError::Conflict { code, .. } | AppError::Unprocessable { code, .. } => code,
             AppError::Upstream { .. } => "provider_error",
             AppError::Unavailable(_) => "unavailable",
             AppError::Internal(_) => "internal",
@@ -90,7 +94,9 @@ impl AppError {
                 "Your connect session has ended. Open the connect link you were given again.".into()
             }
             AppError::Unauthorized => "A valid API key is required.".into(),
-            AppError::Conflict { message, .. } => message.clone(),
+            AppError::Conflict { message, .. } | AppError::Unprocessable { message, .. } => {
+                message.clone()
+            }
             AppError::Upstream { provider, error } => format!(
                 "{provider} did not complete the connection: {error}. Nothing was changed; you can start again."
             ),

@@ -1,6 +1,7 @@
 //! Keyhaven: a self-hosted OAuth 2.0 account-connection portal.
 
 pub mod alarms;
+pub mod branding;
 pub mod check;
 pub mod cli;
 pub mod clock;
@@ -12,6 +13,7 @@ pub mod error;
 pub mod grants;
 pub mod housekeeping;
 pub mod lifecycle;
+pub mod link_options;
 pub mod oauth;
 pub mod providers;
 pub mod reseal;

@@ -12,6 +12,43 @@ pub struct Link {
     pub connection_id: Option<Uuid>,
     pub expires_at: OffsetDateTime,
     pub used_at: Option<OffsetDateTime>,
+    /// What the link was made for (connect links; see `link_options`).
+    pub return_url: Option<String>,
+    pub providers: Option<Vec<String>>,
+    pub provider: Option<String>,
+    pub mode: String,
+}
+
+/// A connect link's options as stored.
+#[derive(Debug, Clone, Copy)]
+pub struct StoredOptions<'a> {
+    pub return_url: Option<&'a str>,
+    pub providers: Option<&'a [String]>,
+    pub provider: Option<&'a str>,
+    pub mode: &'a str,
+}
+
+/// A connect link with its options.
+pub async fn create_connect(
+    conn: &mut PgConnection,
+    token_hash: &[u8],
+    end_user_id: Uuid,
+    expires_at: OffsetDateTime,
+    options: StoredOptions<'_>,
+) -> sqlx::Result<()> {
+    sqlx::query!(
+        "INSERT INTO links (token_hash, kind, end_user_id, expires_at, return_url, providers, provider, mode) VALUES ($1, 'connect', $2, $3, $4, $5, $6, $7)",
+        token_hash,
+        end_user_id,
+        expires_at,
+        options.return_url,
+        options.providers,
+        options.provider,
+        options.mode
+    )
+    .execute(conn)
+    .await?;
+    Ok(())
 }
 
 pub async fn create(
@@ -61,7 +98,7 @@ pub async fn create_sealed(
 pub async fn find(conn: &mut PgConnection, token_hash: &[u8]) -> sqlx::Result<Option<Link>> {
     sqlx::query_as!(
         Link,
-        "SELECT kind, end_user_id, connection_id, expires_at, used_at FROM links WHERE token_hash = $1",
+        "SELECT kind, end_user_id, connection_id, expires_at, used_at, return_url, providers, provider, mode FROM links WHERE token_hash = $1",
         token_hash
     )
     .fetch_optional(conn)
@@ -78,7 +115,7 @@ pub async fn consume_reconnect(
         Link,
         r#"UPDATE links SET used_at = $2
            WHERE token_hash = $1 AND kind = 'reconnect' AND used_at IS NULL AND expires_at > $2
-           RETURNING kind, end_user_id, connection_id, expires_at, used_at"#,
+           RETURNING kind, end_user_id, connection_id, expires_at, used_at, return_url, providers, provider, mode"#,
         token_hash,
         now
     )

@@ -201,14 +201,16 @@ pub async fn decide(
         sb.world().count(format!("{}.denied", flavor.key()));
         let description = "The user denied access to your application";
         // Zoho's denial carries no description.
-        let error: &[(&str, &str)] = match flavor {
-            Flavor::Zoho => &[("error", "access_denied")],
-            _ => &[
-                ("error", "access_denied"),
-                ("error_description", description),
-            ],
-        };
-        return redirect_with(&params.redirect_uri, error, params.state.as_deref());
+        let mut error = vec![("error", "access_denied")];
+        if flavor != Flavor::Zoho {
+            error.push(("error_description", description));
+        }
+        // RFC 9207: an issuer names itself on error answers too.
+        let iss = flavor.issuer(&sb.world().base_url);
+        if let Some(iss) = iss.as_deref() {
+            error.push(("iss", iss));
+        }
+        return redirect_with(&params.redirect_uri, &error, params.state.as_deref());
     }
     let login = form
         .get("login")

@@ -17,6 +17,7 @@ use crate::crypto;
 use crate::db;
 use crate::error::{ApiError, ApiResult, AppError};
 use crate::lifecycle::{self, LifecycleError, disconnect, reconnect};
+use crate::link_options::{LinkOptions, OptionsError, RequestedOptions};
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -78,6 +79,14 @@ pub struct EndUserInput {
 #[derive(Deserialize, utoipa::ToSchema)]
 pub struct ConnectLinkRequest {
     pub end_user: EndUserInput,
+    /// Where the browser returns when the flow ends (on an allowed origin).
+    pub return_url: Option<String>,
+    /// The providers the connect page offers.
+    pub providers: Option<Vec<String>>,
+    /// Go straight to this provider.
+    pub provider: Option<String>,
+    /// `page` (default) or `popup`.
+    pub mode: Option<String>,
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
@@ -105,17 +114,45 @@ async fn create_connect_link(
 ) -> ApiResult<(StatusCode, Json<ConnectLinkResponse>)> {
     let Json(req) =
         body.map_err(|e| AppError::BadRequest(format!("invalid request body: {}", e.body_text())))?;
-    let (url, expires_at) = create_link_for(&app, &req.end_user).await?;
+    let options = LinkOptions::check(
+        RequestedOptions {
+            return_url: req.return_url,
+            providers: req.providers,
+            provider: req.provider,
+            mode: req.mode,
+        },
+        &app.settings,
+    )
+    .map_err(unprocessable)?;
+    let (url, expires_at) = create_link_with(&app, &req.end_user, &options).await?;
     Ok((
         StatusCode::CREATED,
         Json(ConnectLinkResponse { url, expires_at }),
     ))
 }
 
-/// Creates (or updates) the end user and a fresh connect link; shared with the CLI.
+/// Options refused: `422` with their stable code.
+pub fn unprocessable(e: OptionsError) -> AppError {
+    AppError::Unprocessable {
+        code: e.code,
+        message: e.message,
+    }
+}
+
+/// Creates (or updates) the end user and a fresh connect link offering everything.
 pub async fn create_link_for(
     app: &AppState,
     input: &EndUserInput,
+) -> Result<(String, OffsetDateTime), AppError> {
+    create_link_with(app, input, &LinkOptions::default()).await
+}
+
+/// Creates (or updates) the end user and a fresh connect link with checked options;
+/// shared with the CLI.
+pub async fn create_link_with(
+    app: &AppState,
+    input: &EndUserInput,
+    options: &LinkOptions,
 ) -> Result<(String, OffsetDateTime), AppError> {
     validate_text("end_user.external_id", Some(&input.external_id), 1, 200)?;
     validate_text("end_user.email", input.email.as_deref(), 3, 320)?;
@@ -131,13 +168,17 @@ pub async fn create_link_for(
         input.name.as_deref(),
     )
     .await?;
-    db::links::create(
+    db::links::create_connect(
         &mut tx,
         &crypto::token_hash(&token),
-        "connect",
         end_user_id,
-        None,
         expires_at,
+        db::links::StoredOptions {
+            return_url: options.return_url.as_ref().map(url::Url::as_str),
+            providers: options.providers.as_deref(),
+            provider: options.provider.as_deref(),
+            mode: options.mode.as_str(),
+        },
     )
     .await?;
     tx.commit().await?;

@@ -8,12 +8,14 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
 use tower_sessions::Session;
 
+use super::connect;
 use super::session::EndUserSession;
 use crate::AppState;
 use crate::crypto::{self, SealedAt};
 use crate::db;
 use crate::error::{AppError, AppResult, ErrorPage};
 use crate::grants::{self, NewConnection};
+use crate::link_options::{LinkOptions, Outcome};
 use crate::oauth::callback_params::CallbackParams;
 use crate::oauth::token::{self, Grant, TokenError};
 use crate::oauth::{establish, revoke};
@@ -25,42 +27,76 @@ pub fn router() -> Router<AppState> {
 
 const STALE: &str = "This sign-in attempt is no longer valid (it was already used, has expired, or was started in another browser). Nothing was changed; start again from your connections page.";
 
-/// Counts the flow's end for a configured provider, then answers.
+/// Completes the flow; once the flow is known to be this browser's, a link made with a
+/// return URL hears how it ended (`failed` included) instead of seeing our error page.
 async fn callback(
     State(app): State<AppState>,
     session: Session,
     Path(provider_id): Path<String>,
     RawQuery(query): RawQuery,
 ) -> AppResult<Response> {
-    use crate::telemetry::metrics;
-    let result = handle_callback(
-        State(app.clone()),
+    let mut returning = None;
+    let result = complete(
+        app.clone(),
         session,
-        Path(provider_id.clone()),
-        RawQuery(query),
+        provider_id.clone(),
+        query,
+        &mut returning,
     )
     .await;
-    if let Some(provider) = app.settings.provider(&provider_id) {
-        match &result {
-            Ok(r) if r.status().is_redirection() => metrics::connect_flow_completed(&provider.id),
-            Ok(_) => metrics::connect_flow_failed(&provider.id, "declined"),
-            Err(AppError::BadRequest(_)) => {
-                metrics::connect_flow_failed(&provider.id, "invalid_callback")
+    count_flow_end(&app, &provider_id, &result);
+    match (result, returning) {
+        (Err(e), Some(options)) => {
+            match connect::finish(&options, Outcome::Failed, &provider_id, None) {
+                Some(back) => {
+                    e.log();
+                    tracing::info!(provider = %provider_id, code = e.code(), "flow failed; returning to the product");
+                    Ok(back)
+                }
+                None => Err(e),
             }
-            Err(AppError::Upstream { error, .. }) => {
-                metrics::connect_flow_failed(&provider.id, error.code())
-            }
-            Err(e) => metrics::connect_flow_failed(&provider.id, e.code()),
         }
+        (result, _) => result,
     }
-    result
 }
 
-async fn handle_callback(
-    State(app): State<AppState>,
+/// Counts the flow's end for a configured provider. A flow that returns to the product
+/// says how it ended in the address it returns to.
+fn count_flow_end(app: &AppState, provider_id: &str, result: &AppResult<Response>) {
+    use crate::telemetry::metrics;
+    let Some(provider) = app.settings.provider(provider_id) else {
+        return;
+    };
+    match result {
+        Ok(r) if r.status().is_redirection() => {
+            let cancelled = r
+                .headers()
+                .get(axum::http::header::LOCATION)
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|l| l.contains("keyhaven_status=cancelled"));
+            if cancelled {
+                metrics::connect_flow_failed(&provider.id, "declined");
+            } else {
+                metrics::connect_flow_completed(&provider.id);
+            }
+        }
+        Ok(_) => metrics::connect_flow_failed(&provider.id, "declined"),
+        Err(AppError::BadRequest(_)) => {
+            metrics::connect_flow_failed(&provider.id, "invalid_callback")
+        }
+        Err(AppError::Upstream { error, .. }) => {
+            metrics::connect_flow_failed(&provider.id, error.code())
+        }
+        Err(e) => metrics::connect_flow_failed(&provider.id, e.code()),
+    }
+}
+
+async fn complete(
+    app: AppState,
     session: Session,
-    Path(provider_id): Path<String>,
-    RawQuery(query): RawQuery,
+    provider_id: String,
+    query: Option<String>,
+    returning: &mut Option<LinkOptions>,
 ) -> AppResult<Response> {
     let arrived = std::time::Instant::now();
     let params = CallbackParams::parse(query.as_deref())
@@ -91,6 +127,9 @@ async fn handle_callback(
     {
         return Err(AppError::BadRequest(STALE.into()));
     }
+    if user.options.return_url.is_some() {
+        *returning = Some(user.options.clone());
+    }
     // RFC 9207: with an issuer configured, every answer must name it; a missing `iss`
     // is refused like a wrong one (a mix-up attacker would simply leave it out).
     if let Some(expected) = &provider.issuer
@@ -104,7 +143,12 @@ async fn handle_callback(
     let code = match (params.get("code"), params.get("error")) {
         (Some(code), None) if !code.is_empty() => code,
         (None, Some(error)) => {
-            return Ok(declined(provider, error, params.get("error_description")));
+            return Ok(declined(
+                provider,
+                error,
+                params.get("error_description"),
+                &user.options,
+            ));
         }
         _ => {
             return Err(AppError::BadRequest(
@@ -157,10 +201,18 @@ async fn handle_callback(
         provider.id, pending.end_user_id
     );
     let task = app.clone();
-    crate::custody::join(app.custody.spawn(label, async move {
+    let connection_id = crate::custody::join(app.custody.spawn(label, async move {
         exchange_and_store(&task, exchange).await
     }))
     .await??;
+    if let Some(back) = connect::finish(
+        &user.options,
+        Outcome::Connected,
+        &provider.id,
+        Some(connection_id),
+    ) {
+        return Ok(back);
+    }
 
     let target = pending
         .context
@@ -186,7 +238,7 @@ struct Exchange {
 }
 
 /// Code exchange, the provider's post-steps and who-am-I, then the store.
-async fn exchange_and_store(app: &AppState, x: Exchange) -> AppResult<()> {
+async fn exchange_and_store(app: &AppState, x: Exchange) -> AppResult<uuid::Uuid> {
     let provider = app
         .settings
         .provider(&x.provider_id)
@@ -236,12 +288,16 @@ async fn exchange_and_store(app: &AppState, x: Exchange) -> AppResult<()> {
         },
     )
     .await;
-    if let Err(e) = stored {
-        discard_grant(app, provider, &established.ctx, &tokens).await;
-        return Err(e);
+    match stored {
+        Ok(connection_id) => {
+            tracing::info!(provider = %provider.id, "connection established");
+            Ok(connection_id)
+        }
+        Err(e) => {
+            discard_grant(app, provider, &established.ctx, &tokens).await;
+            Err(e)
+        }
     }
-    tracing::info!(provider = %provider.id, "connection established");
-    Ok(())
 }
 
 /// Revokes a grant that will not be kept, where the provider can revoke; a failure is
@@ -334,8 +390,23 @@ pub(crate) fn upstream_failure(
 }
 
 /// The user declined, or the provider reported an error: say so, escaped, change nothing.
-fn declined(provider: &Provider, error: &str, description: Option<&str>) -> Response {
+/// A link made with a return URL goes back to the product: `cancelled` when the user
+/// said no (`access_denied`), else `failed`.
+fn declined(
+    provider: &Provider,
+    error: &str,
+    description: Option<&str>,
+    options: &LinkOptions,
+) -> Response {
     tracing::info!(provider = %provider.id, error = %token::sanitize(error), "authorization declined");
+    let outcome = if error == "access_denied" {
+        Outcome::Cancelled
+    } else {
+        Outcome::Failed
+    };
+    if let Some(back) = connect::finish(options, outcome, &provider.id, None) {
+        return back;
+    }
     let detail: String = description.unwrap_or(error).chars().take(300).collect();
     let message = format!(
         "{} did not grant access, so nothing was connected or changed. The provider said: “{}”.",

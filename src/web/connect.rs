@@ -20,6 +20,7 @@ use crate::AppState;
 use crate::crypto::{self, SealedAt};
 use crate::db;
 use crate::error::{AppError, AppResult};
+use crate::link_options::{LinkOptions, Mode, Outcome};
 use crate::oauth::authorize::{AuthorizeRequest, authorize_url};
 use crate::providers::{Context, Kind, Provider, bullhorn};
 use secrecy::SecretString;
@@ -36,6 +37,7 @@ pub fn router() -> Router<AppState> {
         .route("/c/{token}", get(open_link).post(continue_link))
         .route("/connect", get(connect_page))
         .route("/connect/{provider}", post(start))
+        .route("/connect/finished", get(finished))
 }
 
 /// The browser cookie that claims connect links: a connect link belongs to the first
@@ -111,7 +113,7 @@ async fn end_user_label(app: &AppState, id: uuid::Uuid) -> AppResult<Option<Stri
 #[derive(Template, WebTemplate)]
 #[template(path = "connect/link.html")]
 pub struct LinkPage {
-    pub product: &'static str,
+    pub product: String,
     pub user_label: String,
     /// The end user this browser acts for now, when it is someone else.
     pub current_label: Option<String>,
@@ -150,7 +152,7 @@ async fn open_link(
     };
     let (csrf, cookie) = csrf::issue(&app, &headers, &link_purpose(&hash))?;
     let page = LinkPage {
-        product: "Keyhaven",
+        product: app.settings.branding.name().to_string(),
         user_label,
         current_label,
         reconnect: link.kind != "connect",
@@ -206,8 +208,7 @@ async fn continue_link(
             .connection_id
     };
     drop(conn);
-    session::bind(&session, link.end_user_id, reconnect).await?;
-    let mut response = Redirect::to("/connect").into_response();
+    let mut response = enter(&app, &session, &link, reconnect).await?;
     if let Some(device) = new_device {
         response.headers_mut().append(
             header::SET_COOKIE,
@@ -215,6 +216,88 @@ async fn continue_link(
         );
     }
     Ok(response)
+}
+
+/// Binds the browser to the link's end user with the link's options, then leaves the
+/// link's URL at once (so it does not linger in history or referrers): straight to the
+/// provider when the link names one that needs nothing more, else the connect page.
+pub async fn enter(
+    app: &AppState,
+    session: &Session,
+    link: &db::links::Link,
+    reconnect: Option<uuid::Uuid>,
+) -> AppResult<Response> {
+    let options = LinkOptions::from_stored(
+        link.return_url.as_deref(),
+        link.providers.clone(),
+        link.provider.clone(),
+        &link.mode,
+        &app.settings,
+    );
+    let user = session::bind(session, link.end_user_id, reconnect, options).await?;
+    let direct = user
+        .options
+        .provider
+        .as_deref()
+        .and_then(|id| app.settings.provider(id))
+        .filter(|p| card_form(p) == CardForm::Button);
+    match direct {
+        Some(provider) => {
+            let reconnecting = reconnecting(app, &user, provider).await?;
+            authorize(
+                app,
+                &user,
+                provider,
+                reconnecting,
+                Context::default(),
+                None,
+                false,
+            )
+            .await
+        }
+        None => Ok(Redirect::to("/connect").into_response()),
+    }
+}
+
+/// The connection a reconnect link repairs, when this flow is for its provider.
+async fn reconnecting(
+    app: &AppState,
+    user: &EndUserSession,
+    provider: &Provider,
+) -> AppResult<Option<uuid::Uuid>> {
+    let Some(id) = user.reconnect else {
+        return Ok(None);
+    };
+    let mut conn = app.pool.acquire().await?;
+    Ok(db::connections::get(&mut conn, id)
+        .await?
+        .filter(|c| c.provider == provider.id)
+        .map(|c| c.id))
+}
+
+/// How a flow ends for a link made with a `return_url`: page mode goes to the product's
+/// page with the result in its query; popup mode goes to our last page, which posts the
+/// result to the product's window. `None` without a return URL.
+pub fn finish(
+    options: &LinkOptions,
+    outcome: Outcome,
+    provider: &str,
+    connection_id: Option<uuid::Uuid>,
+) -> Option<Response> {
+    let back = options.return_with(outcome, Some(provider), connection_id)?;
+    let target = match options.mode {
+        Mode::Page => back.to_string(),
+        Mode::Popup => {
+            let mut query = url::form_urlencoded::Serializer::new(String::new());
+            query.append_pair("keyhaven_status", outcome.as_str());
+            query.append_pair("provider", provider);
+            if let Some(id) = connection_id {
+                query.append_pair("connection_id", &id.to_string());
+            }
+            format!("/connect/finished?{}", query.finish())
+        }
+    };
+    Some(Redirect::to(&target).into_response())
 }
 
 /// What a card's form asks for besides the button.
@@ -250,6 +333,38 @@ pub struct ConnectPage {
     pub cards: Vec<Card>,
     pub csrf: String,
     pub notice: Option<String>,
+    /// "Back to ⟨product⟩" when the link was made with a return URL.
+    pub back: Option<Back>,
+}
+
+pub struct Back {
+    pub href: String,
+    pub product: String,
+}
+
+/// The way back to the product: its page (page mode), or our last page reporting a
+/// cancelled flow to the opener (popup mode).
+fn back_link(app: &AppState, options: &LinkOptions) -> Option<Back> {
+    let url = options.return_url.as_ref()?;
+    let product = app
+        .settings
+        .branding
+        .product_name
+        .clone()
+        .or_else(|| url.host_str().map(String::from))?;
+    let href = match options.mode {
+        Mode::Page => url.to_string(),
+        Mode::Popup => "/connect/finished?keyhaven_status=cancelled".into(),
+    };
+    Some(Back { href, product })
+}
+
+fn card_form(provider: &Provider) -> CardForm {
+    match &provider.kind {
+        Kind::Bullhorn(cfg) if cfg.api_user_mode => CardForm::ApiUser,
+        Kind::Bullhorn(_) => CardForm::Username,
+        _ => CardForm::Button,
+    }
 }
 
 const ZOHO_NOTE: &str = "Before you reconnect: Zoho keeps at most 20 active grants per user and silently deletes the oldest when a new one is made, which can disconnect another app you use with Zoho.";
@@ -269,11 +384,7 @@ fn card(
         ),
         Some(_) => ("ok", "Connected", "Reconnect"),
     };
-    let form = match &provider.kind {
-        Kind::Bullhorn(cfg) if cfg.api_user_mode => CardForm::ApiUser,
-        Kind::Bullhorn(_) => CardForm::Username,
-        _ => CardForm::Button,
-    };
+    let form = card_form(provider);
     let note = matches!(provider.kind, Kind::Zoho(_))
         .then_some(ZOHO_NOTE)
         .filter(|_| action == "Reconnect");
@@ -333,6 +444,7 @@ async fn connect_page(
         .settings
         .providers
         .iter()
+        .filter(|p| user.options.offers(&p.id))
         .map(|p| {
             let existing = connections.iter().find(|c| c.provider == p.id);
             card(p, existing, app.settings.connect_hints.get(&p.id))
@@ -351,6 +463,7 @@ async fn connect_page(
         cards,
         csrf: user.csrf.clone(),
         notice,
+        back: back_link(&app, &user.options),
     })
 }
 
@@ -402,16 +515,8 @@ async fn start(
             ));
         }
     };
-    let mut conn = app.pool.acquire().await?;
     // A reconnect link repairs its own connection; other flows connect or replace as usual.
-    let reconnecting = match user.reconnect {
-        Some(id) => db::connections::get(&mut conn, id)
-            .await?
-            .filter(|c| c.provider == provider.id)
-            .map(|c| c.id),
-        None => None,
-    };
-    drop(conn);
+    let reconnecting = reconnecting(&app, &user, provider).await?;
 
     let mut ctx = Context::default();
     if let Kind::Bullhorn(cfg) = &provider.kind {
@@ -434,6 +539,16 @@ async fn start(
             crate::telemetry::metrics::connect_flow_started(&provider.id);
             super::api_user::connect(&app, provider, cfg, &user, reconnecting, login).await?;
             crate::telemetry::metrics::connect_flow_completed(&provider.id);
+            if user.options.return_url.is_some() {
+                let mut conn = app.pool.acquire().await?;
+                let id =
+                    db::connections::find_for_end_user(&mut conn, user.end_user_id, &provider.id)
+                        .await?
+                        .map(|c| c.id);
+                if let Some(done) = finish(&user.options, Outcome::Connected, &provider.id, id) {
+                    return Ok(done);
+                }
+            }
             return Ok(Redirect::to(
                 &return_to.unwrap_or_else(|| format!("/connect?connected={}", provider.id)),
             )
@@ -443,7 +558,29 @@ async fn start(
             .await
             .map_err(|e| upstream_failure(&app, provider, "loginInfo", e))?;
     }
+    authorize(
+        &app,
+        &user,
+        provider,
+        reconnecting,
+        ctx,
+        return_to,
+        form.replace_account.is_some(),
+    )
+    .await
+}
 
+/// Records a pending authorization with a fresh state (and PKCE verifier) and sends
+/// the browser to the provider's authorize URL.
+async fn authorize(
+    app: &AppState,
+    user: &EndUserSession,
+    provider: &Provider,
+    reconnecting: Option<uuid::Uuid>,
+    ctx: Context,
+    return_to: Option<String>,
+    replace_account: bool,
+) -> AppResult<Response> {
     let state = crypto::random_token()?;
     let state_hash = crypto::token_hash(&state);
     let pkce = if provider.pkce {
@@ -467,7 +604,7 @@ async fn start(
         if let Some(r) = return_to {
             map.insert("return_to".into(), serde_json::Value::String(r));
         }
-        if form.replace_account.is_some() {
+        if replace_account {
             map.insert(REPLACE_ACCOUNT.into(), serde_json::Value::Bool(true));
         }
     }
@@ -502,6 +639,66 @@ async fn start(
     tracing::info!(provider = %provider.id, "authorization started");
     crate::telemetry::metrics::connect_flow_started(&provider.id);
     Ok(Redirect::to(url.as_str()).into_response())
+}
+
+#[derive(Deserialize)]
+pub struct FinishedQuery {
+    keyhaven_status: Option<String>,
+    provider: Option<String>,
+    connection_id: Option<String>,
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "connect/finished.html")]
+pub struct FinishedPage {
+    pub status: &'static str,
+    pub heading: String,
+    pub provider: Option<String>,
+    pub connection_id: Option<String>,
+    /// The product's origin, where the popup posts the result.
+    pub target_origin: Option<String>,
+}
+
+/// `GET /connect/finished`: a popup's last page. Its script posts the result to the
+/// product's window (only to the link's allowed origin) and closes the popup. Every
+/// value is checked, so a crafted address can say nothing we would not say.
+async fn finished(
+    State(app): State<AppState>,
+    session: Session,
+    query: Result<Query<FinishedQuery>, QueryRejection>,
+) -> AppResult<FinishedPage> {
+    let Ok(Query(query)) = query else {
+        return Err(AppError::BadRequest("This address is not valid.".into()));
+    };
+    let outcome = query
+        .keyhaven_status
+        .as_deref()
+        .and_then(Outcome::parse)
+        .ok_or_else(|| AppError::BadRequest("This address is not valid.".into()))?;
+    let provider = query
+        .provider
+        .as_deref()
+        .and_then(|id| app.settings.provider(id));
+    let connection_id = query
+        .connection_id
+        .as_deref()
+        .and_then(|id| uuid::Uuid::parse_str(id).ok())
+        .filter(|_| outcome == Outcome::Connected);
+    let user = session.get::<EndUserSession>(session::KEY).await?;
+    let target_origin = user.and_then(|u| u.options.popup_target());
+    let name = provider.map_or("The account", |p| p.display_name.as_str());
+    let heading = match outcome {
+        Outcome::Connected => format!("{name} is connected."),
+        Outcome::Cancelled => "Nothing was connected.".into(),
+        Outcome::Failed => format!("{name} could not be connected."),
+    };
+    Ok(FinishedPage {
+        status: outcome.as_str(),
+        heading,
+        provider: provider.map(|p| p.id.clone()),
+        connection_id: connection_id.map(|id| id.to_string()),
+        target_origin,
+    })
 }
 
 /// A return address must stay on this site: `/path`, never `//host`, `/\host` or a URL.

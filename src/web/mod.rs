@@ -5,10 +5,12 @@ pub mod api;
 pub mod api_keys;
 pub mod api_user;
 pub mod assets;
+pub mod brand;
 pub mod callback;
 pub mod connect;
 pub mod csrf;
 pub mod health;
+pub mod home;
 pub mod observe;
 pub mod openapi;
 pub mod session;
@@ -58,7 +60,13 @@ pub fn router(state: AppState, store: Sessions) -> Router {
         .nest("/api/v1", api::router().merge(openapi::router()))
         .merge(health::router())
         .merge(assets::router())
+        .merge(brand::router())
+        .merge(home::router())
         .fallback(|| async { AppError::NotFound })
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            brand::scope,
+        ))
         .layer(RequestBodyLimitLayer::new(64 * 1024))
         .with_state(state);
     finish_responses(app, headers, pool).layer(axum::middleware::from_fn(observe::observe))
@@ -87,7 +95,7 @@ const SECURITY_HEADERS: [(HeaderName, &str); 4] = [
 ];
 
 /// The fixed headers, the CSP (whose `form-action` names the origins our forms may lead
-/// to: this site and each provider's authorize hosts), and HSTS when served over https.
+/// to: this site, each provider's authorize hosts and the allowed return origins), and HSTS when served over https.
 pub fn security_headers(settings: &crate::Settings) -> Vec<(HeaderName, HeaderValue)> {
     let mut headers: Vec<(HeaderName, HeaderValue)> = SECURITY_HEADERS
         .into_iter()
@@ -100,6 +108,13 @@ pub fn security_headers(settings: &crate::Settings) -> Vec<(HeaderName, HeaderVa
             c.is_ascii_alphanumeric() || matches!(c, ':' | '/' | '.' | '-' | '*' | '[' | ']')
         });
         if clean && origin != "null" && !form_action.contains(&origin) {
+            form_action.push(origin);
+        }
+    }
+    // A form whose answer leads back to the product (a connect link's return URL).
+    for origin in &settings.return_origins {
+        let origin = origin.ascii_serialization();
+        if origin != "null" && !form_action.contains(&origin) {
             form_action.push(origin);
         }
     }

@@ -8,6 +8,7 @@ use uuid::Uuid;
 
 use crate::crypto;
 use crate::error::AppError;
+use crate::link_options::LinkOptions;
 
 pub const KEY: &str = "end_user";
 
@@ -23,6 +24,9 @@ pub struct EndUserSession {
     /// The connection a reconnect link was opened for: flows for its provider repair it.
     #[serde(default)]
     pub reconnect: Option<Uuid>,
+    /// What the link was made for: the return to the product, the providers offered.
+    #[serde(default)]
+    pub options: LinkOptions,
 }
 
 impl EndUserSession {
@@ -35,12 +39,14 @@ impl EndUserSession {
     }
 }
 
-/// Binds the session to an end user with a new session id and fresh binding values.
+/// Binds the session to an end user with a new session id and fresh binding values,
+/// carrying the link's options; returns what was bound.
 pub async fn bind(
     session: &Session,
     end_user_id: Uuid,
     reconnect: Option<Uuid>,
-) -> Result<(), AppError> {
+    options: LinkOptions,
+) -> Result<EndUserSession, AppError> {
     // A browser arriving with a session gets a new id; a brand-new one has none to cycle.
     if session.id().is_some() {
         session.cycle_id().await?;
@@ -50,9 +56,10 @@ pub async fn bind(
         binding: crypto::random_token()?,
         csrf: crypto::random_token()?,
         reconnect,
+        options,
     };
-    session.insert(KEY, value).await?;
-    Ok(())
+    session.insert(KEY, value.clone()).await?;
+    Ok(value)
 }
 
 /// Extractor: the bound end user, or a friendly "open your link again" page.
@@ -61,6 +68,7 @@ impl std::fmt::Debug for EndUserSession {
         f.debug_struct("EndUserSession")
             .field("end_user_id", &self.end_user_id)
             .field("reconnect", &self.reconnect)
+            .field("options", &self.options)
             .finish_non_exhaustive()
     }
 }

@@ -18,7 +18,7 @@ const WAIT: Duration = Duration::from_secs(15);
 
 /// chromedriver in its own process group; dropping it kills the whole group (killing
 /// chromedriver alone would leave Chromium running) and removes the browser profile.
-struct Driver {
+pub(crate) struct Driver {
     child: std::process::Child,
     port: u16,
     profile: PathBuf,
@@ -42,7 +42,7 @@ fn ci() -> bool {
 
 /// chromedriver on a free port, ready for sessions; `None` (with a reason printed) when
 /// the browser is not installed outside CI.
-async fn start_driver() -> Option<Driver> {
+pub(crate) async fn start_driver() -> Option<Driver> {
     let missing: Vec<&str> = [CHROMEDRIVER, CHROMIUM]
         .into_iter()
         .filter(|p| !Path::new(p).exists())
@@ -88,7 +88,7 @@ async fn start_driver() -> Option<Driver> {
     panic!("chromedriver did not start listening on port {port}");
 }
 
-async fn open_browser(driver: &Driver) -> Client {
+pub(crate) async fn open_browser(driver: &Driver) -> Client {
     let capabilities = serde_json::json!({
         "browserName": "chrome",
         "goog:chromeOptions": {
@@ -129,7 +129,7 @@ impl Shots {
     }
 }
 
-async fn find(browser: &Client, css: &str) -> fantoccini::elements::Element {
+pub(crate) async fn find(browser: &Client, css: &str) -> fantoccini::elements::Element {
     browser
         .wait()
         .at_most(WAIT)
@@ -138,7 +138,7 @@ async fn find(browser: &Client, css: &str) -> fantoccini::elements::Element {
         .unwrap_or_else(|e| panic!("{css} did not appear: {e}"))
 }
 
-async fn text_of(browser: &Client, css: &str) -> String {
+pub(crate) async fn text_of(browser: &Client, css: &str) -> String {
     find(browser, css).await.text().await.unwrap()
 }
 

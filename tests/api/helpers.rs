@@ -97,6 +97,8 @@ pub struct Options {
     pub bullhorn_hosts: Option<keyhaven::providers::hosts::HostPolicy>,
     /// Set up as `keyhaven demo` is (`cli::demo_setup`).
     pub demo: bool,
+    /// `server.allowed_return_origins`.
+    pub allowed_return_origins: Vec<String>,
 }
 
 impl Default for Options {
@@ -109,6 +111,7 @@ impl Default for Options {
             bullhorn_login_info: None,
             bullhorn_hosts: None,
             demo: false,
+            allowed_return_origins: Vec::new(),
         }
     }
 }
@@ -151,6 +154,11 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
             }
         }
     }
+    settings.return_origins = options
+        .allowed_return_origins
+        .iter()
+        .map(|o| keyhaven::config::parse_allowed_origin(o).unwrap())
+        .collect();
     (options.tweak)(&mut settings);
     keyhaven::cli::register_sandbox_clients(&sandbox, &settings, CLIENT_SECRET);
     if options.demo {

@@ -13,6 +13,8 @@ mod demo;
 mod exchange_faults;
 mod hardening;
 mod helpers;
+mod host_browser;
+mod host_product;
 mod lifecycle;
 mod links;
 mod operations;
