@@ -15,6 +15,7 @@ pub mod reseal;
 pub mod sandbox;
 pub mod telemetry;
 pub mod web;
+pub mod webhooks;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -46,6 +47,8 @@ pub struct Inner {
     pub api_keys: web::api_keys::ApiKeyCache,
     /// Refreshes and code exchanges running on their own tasks; drained at shutdown.
     pub custody: custody::Custody,
+    /// The webhook delivery client (its own address guard) and attempt counter.
+    pub webhooks: webhooks::Webhooks,
 }
 
 impl std::ops::Deref for AppState {
@@ -59,6 +62,7 @@ impl AppState {
     pub fn new(settings: Settings, pool: db::Pool, clock: Clock) -> anyhow::Result<Self> {
         let http = outbound_client(settings.http_timeout())?;
         let instance_id = format!("keyhaven-{}", uuid::Uuid::new_v4().simple());
+        let webhooks = webhooks::Webhooks::new(&settings.webhooks)?;
         Ok(Self(Arc::new(Inner {
             settings,
             pool,
@@ -68,6 +72,7 @@ impl AppState {
             refresh_locks: lifecycle::RefreshLocks::default(),
             api_keys: web::api_keys::ApiKeyCache::default(),
             custody: custody::Custody::default(),
+            webhooks,
         })))
     }
 }
@@ -171,6 +176,7 @@ impl Application {
             .refresher
             .enabled
             .then(|| tokio::spawn(lifecycle::refresher::run(state.clone())));
+        let deliveries = tokio::spawn(webhooks::worker::run(state.clone()));
         let app = web::router(self.state, self.store);
         // The peer address identifies a client for the admin sign-in limit.
         let server = axum::serve(
@@ -182,6 +188,7 @@ impl Application {
         tokio::select! {
             result = &mut server => {
                 housekeeping.abort();
+                deliveries.abort();
                 return match result {
                     Ok(result) => Ok(result?),
                     Err(e) => Err(e.into()),
@@ -202,6 +209,8 @@ impl Application {
             // It stops at its next look; the refreshes it started are tracked by custody.
             let _ = tokio::time::timeout(deadline, task).await;
         }
+        // It stops claiming at once and lets attempts under way end within the deadline.
+        let _ = tokio::time::timeout(deadline.saturating_sub(started.elapsed()), deliveries).await;
         let left = deadline.saturating_sub(started.elapsed());
         // Requests in flight end on their own (their work is tracked), bounded by the deadline.
         let _ = tokio::time::timeout(left, server).await;

@@ -81,6 +81,8 @@ pub struct TestApp {
     pub keys: String,
     /// The tests' own connections, for looking at and changing rows directly.
     db: PgPool,
+    /// The app's `run_until` task (ends after a shutdown given in the options).
+    pub run: std::sync::Mutex<Option<tokio::task::JoinHandle<anyhow::Result<()>>>>,
 }
 
 pub struct Options {
@@ -90,6 +92,8 @@ pub struct Options {
     pub bullhorn_api_user: bool,
     /// Last changes to the settings before the app starts.
     pub tweak: fn(&mut keyhaven::Settings),
+    /// Shuts the app down (a drain) when it resolves; it runs until the test ends without.
+    pub shutdown: Option<tokio::sync::oneshot::Receiver<()>>,
 }
 
 impl Default for Options {
@@ -99,6 +103,7 @@ impl Default for Options {
             pool_size: 10,
             bullhorn_api_user: false,
             tweak: |_| {},
+            shutdown: None,
         }
     }
 }
@@ -144,8 +149,17 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
         .await
         .unwrap();
     let state = app.state().clone();
-    tokio::spawn(app.run_until(std::future::pending()));
+    let shutdown = options.shutdown;
+    let run = tokio::spawn(app.run_until(async move {
+        match shutdown {
+            Some(signal) => {
+                let _ = signal.await;
+            }
+            None => std::future::pending().await,
+        }
+    }));
     TestApp {
+        run: std::sync::Mutex::new(Some(run)),
         url,
         sandbox,
         sandbox_url,

@@ -9,6 +9,7 @@ mod dashboard;
 mod detail;
 mod login;
 mod view;
+mod webhooks;
 
 use askama::Template;
 use axum::Router;
@@ -37,6 +38,7 @@ pub fn router(app: AppState) -> Router<AppState> {
         .merge(dashboard::router())
         .merge(connections::router())
         .merge(detail::router())
+        .merge(webhooks::router())
         .merge(login::signed_in_router())
         .route_layer(middleware::from_fn_with_state(app, guard));
     Router::new().merge(login::router()).merge(signed_in)
