@@ -226,6 +226,15 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 report.already_current,
                 report.unreadable
             );
+            let (endpoints, unreadable_endpoints) = crate::webhooks::reseal_secrets(&app).await?;
+            println!(
+                "re-sealed {endpoints} webhook endpoint secrets; {unreadable_endpoints} unreadable"
+            );
+            if unreadable_endpoints > 0 {
+                anyhow::bail!(
+                    "{unreadable_endpoints} webhook endpoints hold secrets no configured key opens"
+                );
+            }
             if report.unreadable > 0 {
                 anyhow::bail!(
                     "{} connections hold values no configured key opens",

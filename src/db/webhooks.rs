@@ -340,6 +340,42 @@ pub async fn rotate_secret(
     Ok(done.rows_affected() == 1)
 }
 
+/// An endpoint's sealed secrets, for re-sealing with a new primary key.
+pub struct SealedSecrets {
+    pub id: Uuid,
+    pub secret_sealed: Vec<u8>,
+    pub previous_secret_sealed: Option<Vec<u8>>,
+}
+
+pub async fn sealed_secrets(conn: &mut PgConnection) -> sqlx::Result<Vec<SealedSecrets>> {
+    sqlx::query_as!(
+        SealedSecrets,
+        "SELECT id, secret_sealed, previous_secret_sealed FROM webhook_endpoints ORDER BY id"
+    )
+    .fetch_all(conn)
+    .await
+}
+
+/// Stores re-sealed secrets unless they changed meanwhile (a rotation wins).
+pub async fn reseal(
+    conn: &mut PgConnection,
+    before: &SealedSecrets,
+    after: &SealedSecrets,
+) -> sqlx::Result<bool> {
+    let done = sqlx::query!(
+        r#"UPDATE webhook_endpoints SET secret_sealed = $4, previous_secret_sealed = $5
+           WHERE id = $1 AND secret_sealed = $2 AND previous_secret_sealed IS NOT DISTINCT FROM $3"#,
+        before.id,
+        before.secret_sealed,
+        before.previous_secret_sealed,
+        after.secret_sealed,
+        after.previous_secret_sealed
+    )
+    .execute(conn)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
 /// A delivery as the console lists it.
 #[derive(Debug, Clone)]
 pub struct DeliveryRow {

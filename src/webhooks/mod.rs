@@ -214,6 +214,51 @@ pub async fn redeliver(app: &AppState, delivery_id: i64) -> Result<bool, Webhook
     Ok(db::webhooks::redeliver(&mut conn, delivery_id).await?)
 }
 
+/// Re-seals every endpoint's secrets with the primary key (`keyhaven keys reseal`);
+/// returns (re-sealed, unreadable).
+pub async fn reseal_secrets(app: &AppState) -> Result<(usize, usize), WebhookError> {
+    let keys = &app.settings.keys;
+    let mut conn = app.pool.acquire().await?;
+    let (mut resealed, mut unreadable) = (0, 0);
+    for row in db::webhooks::sealed_secrets(&mut conn).await? {
+        let again = |sealed: &[u8], column: &'static str| -> Result<Vec<u8>, CryptoError> {
+            if !keys.needs_reseal(sealed) {
+                return Ok(sealed.to_vec());
+            }
+            let plain = keys.open(sealed, sealed_at(&row.id, column))?;
+            keys.seal(&plain, sealed_at(&row.id, column))
+        };
+        let fresh = again(&row.secret_sealed, "secret_sealed").and_then(|secret| {
+            let previous = row
+                .previous_secret_sealed
+                .as_deref()
+                .map(|p| again(p, "previous_secret_sealed"))
+                .transpose()?;
+            Ok(db::webhooks::SealedSecrets {
+                id: row.id,
+                secret_sealed: secret,
+                previous_secret_sealed: previous,
+            })
+        });
+        match fresh {
+            Ok(fresh)
+                if fresh.secret_sealed != row.secret_sealed
+                    || fresh.previous_secret_sealed != row.previous_secret_sealed =>
+            {
+                if db::webhooks::reseal(&mut conn, &row, &fresh).await? {
+                    resealed += 1;
+                }
+            }
+            Ok(_) => {}
+            Err(e) => {
+                tracing::error!(endpoint = %row.id, error = %e, "webhook secret could not be opened");
+                unreadable += 1;
+            }
+        }
+    }
+    Ok((resealed, unreadable))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

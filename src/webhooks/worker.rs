@@ -20,6 +20,8 @@ use crate::db::webhooks::{self as store, Claimed};
 
 /// Longest sleep between looks when nothing is due (also catches expired leases).
 const IDLE_LOOK: Duration = Duration::from_secs(5);
+/// Sleep when deliveries are due but every endpoint is at its in-flight limit.
+const BUSY_LOOK: Duration = Duration::from_millis(250);
 /// Longest backoff between two attempts, and longest `Retry-After` honoured.
 const MAX_DELAY_MS: u64 = 3_600_000;
 const MAX_RETRY_AFTER_MS: u64 = 24 * 3_600_000;
@@ -49,12 +51,17 @@ pub async fn run(app: AppState) {
         if app.custody.draining() {
             break;
         }
-        claim_and_spawn(&app, &mut tasks).await;
+        let claimed = claim_and_spawn(&app, &mut tasks).await;
         if last_purge.is_none_or(|at| at.elapsed() > Duration::from_secs(3600)) {
             purge(&app).await;
             last_purge = Some(tokio::time::Instant::now());
         }
-        let wait = next_look(&app).await;
+        let mut wait = next_look(&app).await;
+        if claimed == 0 && wait < BUSY_LOOK {
+            // Due deliveries but no room (endpoints at their in-flight limit, here or on
+            // another instance): an attempt ending here wakes the loop sooner.
+            wait = BUSY_LOOK;
+        }
         tokio::select! {
             () = &mut stop => break,
             () = tokio::time::sleep(wait) => {}
@@ -101,7 +108,8 @@ async fn recv(listener: &mut Option<PgListener>) -> bool {
     }
 }
 
-async fn claim_and_spawn(app: &AppState, tasks: &mut JoinSet<()>) {
+/// Claims what has room and starts it; returns how many were claimed.
+async fn claim_and_spawn(app: &AppState, tasks: &mut JoinSet<()>) -> usize {
     let w = &app.settings.webhooks;
     // A lease outlives the attempt's timeout and the recording of its outcome.
     let lease_secs = (w.timeout_ms / 1000) as i64 + 30;
@@ -118,11 +126,16 @@ async fn claim_and_spawn(app: &AppState, tasks: &mut JoinSet<()>) {
     .await;
     match claimed {
         Ok(list) => {
+            let n = list.len();
             for delivery in list {
                 tasks.spawn(deliver(app.clone(), delivery));
             }
+            n
         }
-        Err(e) => tracing::warn!(error = %e, "webhooks: claiming deliveries failed"),
+        Err(e) => {
+            tracing::warn!(error = %e, "webhooks: claiming deliveries failed");
+            0
+        }
     }
 }
 
