@@ -581,3 +581,58 @@ async fn the_cli_adds_lists_rotates_and_removes_endpoints() {
     run(vec!["webhook".into(), "remove".into(), id]).await;
     assert_eq!(run(vec!["webhook".into(), "list".into()]).await, "");
 }
+
+#[tokio::test]
+async fn degraded_fires_on_the_edge_and_recovered_on_the_way_back() {
+    use keyhaven::sandbox::{Fault, FaultEffect, FaultTarget};
+    let app = app_for_receivers().await;
+    let receiver = Receiver::start(vec![Reply::Status(204)]).await;
+    add_endpoint(&app, &receiver.url).await;
+    let key = app.api_key().await;
+    let (_, id) = app.connected("hook-11", "smartrecruiters").await;
+    receiver.wait_for(1).await;
+    // Two failing refreshes: one `degraded` event (the edge), not two.
+    app.sandbox.add_fault(Fault {
+        provider: "smartrecruiters".into(),
+        target: FaultTarget::Refresh,
+        effect: FaultEffect::Status { status: 502 },
+        times: 2,
+    });
+    app.clock.advance(time::Duration::seconds(1799 - 30));
+    for _ in 0..2 {
+        app.credentials(&app.url, &key, id, false).await;
+        sqlx::query("UPDATE connections SET next_refresh_at = now() WHERE status = 'degraded'")
+            .execute(app.pool())
+            .await
+            .unwrap();
+    }
+    assert_eq!(app.status_of(id).await, "degraded");
+    assert_eq!(
+        app.sandbox.counter("smartrecruiters.token.refresh_token"),
+        2
+    );
+    // Then it works again.
+    let r = app.credentials(&app.url, &key, id, true).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(app.status_of(id).await, "active");
+    receiver.wait_for(3).await;
+    let types: Vec<String> =
+        sqlx::query_scalar("SELECT type FROM webhook_events ORDER BY created_at")
+            .fetch_all(app.pool())
+            .await
+            .unwrap();
+    assert_eq!(
+        types,
+        [
+            "connection.created",
+            "connection.degraded",
+            "connection.recovered"
+        ]
+    );
+    let degraded = (0..3)
+        .map(|i| receiver.json(i))
+        .find(|b| b["type"] == "connection.degraded")
+        .unwrap();
+    assert_eq!(degraded["data"]["reason"], "provider_unavailable");
+    assert_eq!(degraded["data"]["status"], "degraded");
+}
