@@ -83,12 +83,13 @@ impl std::fmt::Debug for Claimed {
 /// Claims due deliveries for `lease_secs`, at most `max_in_flight` leased at once per
 /// endpoint across all instances: the endpoint rows are locked (skipping those another
 /// instance is claiming for right now), then the leases already out are counted.
+/// Returns how many endpoints it looked at, and the deliveries claimed.
 pub async fn claim(
     conn: &mut PgConnection,
     owner: &str,
     max_in_flight: i64,
     lease_secs: i64,
-) -> sqlx::Result<Vec<Claimed>> {
+) -> sqlx::Result<(usize, Vec<Claimed>)> {
     let mut tx = conn.begin().await?;
     let endpoints =
         sqlx::query_scalar!("SELECT id FROM webhook_endpoints ORDER BY id FOR UPDATE SKIP LOCKED")
@@ -96,7 +97,7 @@ pub async fn claim(
             .await?;
     if endpoints.is_empty() {
         tx.commit().await?;
-        return Ok(Vec::new());
+        return Ok((0, Vec::new()));
     }
     let claimed = sqlx::query_as!(
         Claimed,
@@ -134,7 +135,7 @@ pub async fn claim(
     .fetch_all(&mut *tx)
     .await?;
     tx.commit().await?;
-    Ok(claimed)
+    Ok((endpoints.len(), claimed))
 }
 
 /// The receiver answered 2xx.

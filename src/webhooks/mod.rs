@@ -53,6 +53,8 @@ pub enum WebhookError {
 pub struct Webhooks {
     pub client: reqwest::Client,
     attempts: Arc<watch::Sender<u64>>,
+    /// Wakes this instance's worker (an endpoint was added here).
+    wake: Arc<tokio::sync::Notify>,
 }
 
 impl Webhooks {
@@ -72,12 +74,17 @@ impl Webhooks {
         Ok(Self {
             client: builder.build()?,
             attempts: Arc::new(watch::channel(0).0),
+            wake: Arc::default(),
         })
     }
 
     /// Counts finished delivery attempts (whatever their outcome).
     pub fn attempts(&self) -> watch::Receiver<u64> {
         self.attempts.subscribe()
+    }
+
+    async fn woken(&self) {
+        self.wake.notified().await;
     }
 
     fn attempt_finished(&self) {
@@ -167,6 +174,7 @@ pub async fn add_endpoint(
     let mut conn = app.pool.acquire().await?;
     db::webhooks::create_endpoint(&mut conn, id, url.as_str(), events.as_deref(), &sealed).await?;
     tracing::info!(endpoint = %id, "webhook endpoint added");
+    app.webhooks.wake.notify_one();
     Ok((id, secret))
 }
 

@@ -28,30 +28,39 @@ const MAX_RETRY_AFTER_MS: u64 = 24 * 3_600_000;
 /// Outbox and delivery log are kept this long.
 pub const RETENTION_DAYS: i64 = 30;
 
-pub async fn run(app: AppState) {
+/// Opens the connection that hears about new events (only once an endpoint exists, so an
+/// instance without webhooks holds no extra database connection).
+async fn listen(app: &AppState) -> Option<PgListener> {
     use secrecy::ExposeSecret;
-    let stop = app.custody.stopped();
-    tokio::pin!(stop);
-    let mut listener = match PgListener::connect(app.settings.database.url.expose_secret()).await {
-        Ok(mut listener) => match listener.listen(store::CHANNEL).await {
-            Ok(()) => Some(listener),
-            Err(e) => {
-                tracing::warn!(error = %e, "webhooks: cannot listen for new events; polling");
-                None
-            }
-        },
+    let listener = async {
+        let mut listener = PgListener::connect(app.settings.database.url.expose_secret()).await?;
+        listener.listen(store::CHANNEL).await?;
+        Ok::<_, sqlx::Error>(listener)
+    }
+    .await;
+    match listener {
+        Ok(listener) => Some(listener),
         Err(e) => {
             tracing::warn!(error = %e, "webhooks: cannot listen for new events; polling");
             None
         }
-    };
+    }
+}
+
+pub async fn run(app: AppState) {
+    let stop = app.custody.stopped();
+    tokio::pin!(stop);
+    let mut listener: Option<PgListener> = None;
     let mut tasks: JoinSet<()> = JoinSet::new();
     let mut last_purge: Option<tokio::time::Instant> = None;
     loop {
         if app.custody.draining() {
             break;
         }
-        let claimed = claim_and_spawn(&app, &mut tasks).await;
+        let (endpoints, claimed) = claim_and_spawn(&app, &mut tasks).await;
+        if endpoints > 0 && listener.is_none() {
+            listener = listen(&app).await;
+        }
         if last_purge.is_none_or(|at| at.elapsed() > Duration::from_secs(3600)) {
             purge(&app).await;
             last_purge = Some(tokio::time::Instant::now());
@@ -65,6 +74,7 @@ pub async fn run(app: AppState) {
         tokio::select! {
             () = &mut stop => break,
             () = tokio::time::sleep(wait) => {}
+            () = app.webhooks.woken() => {}
             notified = recv(&mut listener) => {
                 if notified {
                     // Many commits, one look.
@@ -108,8 +118,9 @@ async fn recv(listener: &mut Option<PgListener>) -> bool {
     }
 }
 
-/// Claims what has room and starts it; returns how many were claimed.
-async fn claim_and_spawn(app: &AppState, tasks: &mut JoinSet<()>) -> usize {
+/// Claims what has room and starts it; returns how many endpoints there are and how
+/// many deliveries were claimed.
+async fn claim_and_spawn(app: &AppState, tasks: &mut JoinSet<()>) -> (usize, usize) {
     let w = &app.settings.webhooks;
     // A lease outlives the attempt's timeout and the recording of its outcome.
     let lease_secs = (w.timeout_ms / 1000) as i64 + 30;
@@ -125,16 +136,16 @@ async fn claim_and_spawn(app: &AppState, tasks: &mut JoinSet<()>) -> usize {
     }
     .await;
     match claimed {
-        Ok(list) => {
+        Ok((endpoints, list)) => {
             let n = list.len();
             for delivery in list {
                 tasks.spawn(deliver(app.clone(), delivery));
             }
-            n
+            (endpoints, n)
         }
         Err(e) => {
             tracing::warn!(error = %e, "webhooks: claiming deliveries failed");
-            0
+            (0, 0)
         }
     }
 }
