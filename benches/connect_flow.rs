@@ -12,7 +12,8 @@
 //! Run: `cargo bench --bench connect_flow` (the local Postgres, as the portal's default
 //! finds it; or BENCH_DATABASE_URL, a URL with `{db}` where the database name goes).
 //! BENCH_FLOWS (default 2000), BENCH_POOL, BENCH_PROVIDER and BENCH_CONCURRENCY (a
-//! comma-separated list) narrow a run.
+//! comma-separated list) narrow a run. BENCH_WEBHOOK=1 adds a webhook endpoint (a local
+//! receiver), so every flow also writes and delivers a `connection.created` event.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod support;
@@ -90,7 +91,18 @@ async fn run(portal: &Portal, provider: &str, concurrency: usize, flows: usize) 
 
 #[tokio::main]
 async fn main() {
-    let portal = support::start(|_| {}).await;
+    let webhook = std::env::var("BENCH_WEBHOOK").is_ok_and(|v| v == "1");
+    let portal = support::start(|s| s.webhooks.allow_insecure_urls = webhook).await;
+    let receiver = if webhook {
+        let receiver = support::webhook_receiver().await;
+        keyhaven::webhooks::add_endpoint(&portal.state, &receiver.url, None)
+            .await
+            .unwrap();
+        println!("connect_flow: with a webhook endpoint at {}", receiver.url);
+        Some(receiver)
+    } else {
+        None
+    };
     let scale: usize = std::env::var("BENCH_FLOWS")
         .ok()
         .and_then(|v| v.parse().ok())
@@ -117,5 +129,8 @@ async fn main() {
             let flows = if concurrency == 1 { scale / 10 } else { scale };
             run(&portal, provider, concurrency, flows).await;
         }
+    }
+    if let Some(r) = receiver {
+        println!("webhooks delivered: {}", *r.arrived.borrow());
     }
 }

@@ -82,6 +82,29 @@ pub enum Command {
         #[command(subcommand)]
         action: AdminAction,
     },
+    /// Webhook endpoints (Standard Webhooks).
+    Webhook {
+        #[command(subcommand)]
+        action: WebhookAction,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum WebhookAction {
+    /// Add an endpoint; prints its secret (`whsec_…`, shown once) on the last line.
+    Add {
+        #[arg(long)]
+        url: String,
+        /// Event types to send (comma-separated); all when omitted.
+        #[arg(long, value_delimiter = ',')]
+        events: Option<Vec<String>>,
+    },
+    /// One line per endpoint: id, URL, events, created (tab-separated).
+    List,
+    /// Remove an endpoint and its delivery log.
+    Remove { id: uuid::Uuid },
+    /// A new secret, printed on the last line; the old one keeps signing for 24 hours.
+    RotateSecret { id: uuid::Uuid },
 }
 
 #[derive(Subcommand)]
@@ -290,6 +313,15 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 report.links_resealed,
                 report.links_unreadable
             );
+            let (endpoints, unreadable_endpoints) = crate::webhooks::reseal_secrets(&app).await?;
+            println!(
+                "re-sealed {endpoints} webhook endpoint secrets; {unreadable_endpoints} unreadable"
+            );
+            if unreadable_endpoints > 0 {
+                anyhow::bail!(
+                    "{unreadable_endpoints} webhook endpoints hold secrets no configured key opens"
+                );
+            }
             if report.unreadable > 0 {
                 anyhow::bail!(
                     "{} connections hold values no configured key opens",
@@ -297,6 +329,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 );
             }
             Ok(())
+        }
+        Command::Webhook { action } => {
+            let app = offline_state(cli.config.as_deref()).await?;
+            webhook_command(&app, action).await
         }
         Command::Admin {
             action: AdminAction::Create { email },
@@ -379,6 +415,43 @@ fn few_connections(database: &config::DatabaseSettings) -> config::DatabaseSetti
         max_connections: 2,
         ..database.clone()
     }
+}
+
+async fn webhook_command(app: &AppState, action: WebhookAction) -> anyhow::Result<()> {
+    use crate::webhooks;
+    use secrecy::ExposeSecret;
+    match action {
+        WebhookAction::Add { url, events } => {
+            let (id, secret) = webhooks::add_endpoint(app, &url, events.as_deref()).await?;
+            eprintln!("webhook endpoint {id} added; its secret follows (shown once)");
+            println!("{}", secret.expose_secret());
+        }
+        WebhookAction::List => {
+            for e in webhooks::list_endpoints(app).await? {
+                let events = e
+                    .events
+                    .map_or_else(|| "*".to_string(), |list| list.join(","));
+                let created = e
+                    .created_at
+                    .format(&time::format_description::well_known::Rfc3339)
+                    .unwrap_or_default();
+                println!("{}\t{}\t{events}\t{created}", e.id, e.url);
+            }
+        }
+        WebhookAction::Remove { id } => {
+            webhooks::remove_endpoint(app, id).await?;
+            eprintln!("webhook endpoint {id} removed");
+        }
+        WebhookAction::RotateSecret { id } => {
+            let secret = webhooks::rotate_secret(app, id).await?;
+            eprintln!(
+                "new secret for {id} follows; the old one keeps signing beside it for {} hours",
+                webhooks::ROTATION_OVERLAP_HOURS
+            );
+            println!("{}", secret.expose_secret());
+        }
+    }
+    Ok(())
 }
 
 pub async fn create_api_key(app: &AppState, name: &str) -> anyhow::Result<String> {

@@ -65,6 +65,8 @@ pub struct RawSettings {
     pub logging: LoggingSettings,
     #[serde(default)]
     pub branding: crate::branding::BrandingSettings,
+    #[serde(default)]
+    pub webhooks: WebhookSettings,
 }
 
 /// What the periodic clean-up keeps.
@@ -88,6 +90,36 @@ impl Default for HousekeepingSettings {
 #[serde(deny_unknown_fields, default)]
 pub struct LoggingSettings {
     pub format: LogFormat,
+}
+
+/// Webhook deliveries (Standard Webhooks).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WebhookSettings {
+    /// Development only: allow http endpoints and endpoints on loopback, private and
+    /// link-local addresses.
+    pub allow_insecure_urls: bool,
+    /// Most deliveries in flight to one endpoint at once, across all instances.
+    pub max_in_flight_per_endpoint: i64,
+    /// How long a delivery is retried before it is marked failed, in hours.
+    pub retry_hours: i64,
+    /// Total timeout of one delivery attempt, in milliseconds.
+    pub timeout_ms: u64,
+    /// The first retry's delay in milliseconds; each later one doubles (with jitter), up
+    /// to an hour.
+    pub retry_base_ms: u64,
+}
+
+impl Default for WebhookSettings {
+    fn default() -> Self {
+        Self {
+            allow_insecure_urls: false,
+            max_in_flight_per_endpoint: 4,
+            retry_hours: 24,
+            timeout_ms: 10_000,
+            retry_base_ms: 5_000,
+        }
+    }
 }
 
 /// Refreshing: on demand (credential API) and in the background.
@@ -315,6 +347,7 @@ pub struct Settings {
     pub keys: KeyRing,
     pub links: LinkSettings,
     pub refresher: RefresherSettings,
+    pub webhooks: WebhookSettings,
     /// Offered providers in display order.
     pub providers: Vec<Provider>,
     /// Configured but not offered, with the reason (shown to admins).
@@ -432,6 +465,13 @@ impl RawSettings {
                 "must be at least three times server.http_timeout_secs (a refresh may retry once and log in)",
             ));
         }
+        let w = &self.webhooks;
+        if w.max_in_flight_per_endpoint <= 0 || w.retry_hours <= 0 || w.timeout_ms == 0 {
+            return Err(ConfigError::new(
+                "webhooks",
+                "max_in_flight_per_endpoint, retry_hours and timeout_ms must be positive",
+            ));
+        }
         if self.database.acquire_timeout_secs == 0 {
             return Err(ConfigError::new(
                 "database.acquire_timeout_secs",
@@ -542,6 +582,7 @@ impl RawSettings {
             keys,
             links: self.links,
             refresher: self.refresher,
+            webhooks: self.webhooks,
             providers: offered,
             unavailable_providers: unavailable,
             housekeeping: self.housekeeping,

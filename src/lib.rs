@@ -20,6 +20,7 @@ pub mod reseal;
 pub mod sandbox;
 pub mod telemetry;
 pub mod web;
+pub mod webhooks;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -51,6 +52,8 @@ pub struct Inner {
     pub api_keys: web::api_keys::ApiKeyCache,
     /// Refreshes and code exchanges running on their own tasks; drained at shutdown.
     pub custody: custody::Custody,
+    /// The webhook delivery client (its own address guard) and attempt counter.
+    pub webhooks: webhooks::Webhooks,
 }
 
 impl std::ops::Deref for AppState {
@@ -64,6 +67,7 @@ impl AppState {
     pub fn new(settings: Settings, pool: db::Pool, clock: Clock) -> anyhow::Result<Self> {
         let http = outbound_client(settings.http_timeout())?;
         let instance_id = format!("keyhaven-{}", uuid::Uuid::new_v4().simple());
+        let webhooks = webhooks::Webhooks::new(&settings.webhooks)?;
         Ok(Self(Arc::new(Inner {
             settings,
             pool,
@@ -73,6 +77,7 @@ impl AppState {
             refresh_locks: lifecycle::RefreshLocks::default(),
             api_keys: web::api_keys::ApiKeyCache::default(),
             custody: custody::Custody::default(),
+            webhooks,
         })))
     }
 }
@@ -181,6 +186,7 @@ impl Application {
         let metrics = self
             .metrics_listener
             .map(|l| tokio::spawn(web::observe::serve_metrics(l, state.clone())));
+        let deliveries = tokio::spawn(webhooks::worker::run(state.clone()));
         let app = web::router(self.state, self.store);
         // The peer address identifies a client for the admin sign-in limit.
         let server = axum::serve(
@@ -195,6 +201,7 @@ impl Application {
                 if let Some(task) = &metrics {
                     task.abort();
                 }
+                deliveries.abort();
                 return match result {
                     Ok(result) => Ok(result?),
                     Err(e) => Err(e.into()),
@@ -215,6 +222,8 @@ impl Application {
             // It stops at its next look; the refreshes it started are tracked by custody.
             let _ = tokio::time::timeout(deadline, task).await;
         }
+        // It stops claiming at once and lets attempts under way end within the deadline.
+        let _ = tokio::time::timeout(deadline.saturating_sub(started.elapsed()), deliveries).await;
         let left = deadline.saturating_sub(started.elapsed());
         // Requests in flight end on their own (their work is tracked), bounded by the deadline.
         let _ = tokio::time::timeout(left, server).await;

@@ -451,3 +451,45 @@ impl RawConnection {
         Ok((response.status().as_u16(), response.body().len()))
     }
 }
+
+/// A webhook receiver on port 0 that answers 204 at once and notes when each message
+/// (by `webhook-id`) arrived; `arrived` counts them.
+pub struct WebhookReceiver {
+    pub url: String,
+    pub arrivals: std::sync::Arc<std::sync::Mutex<Vec<(String, std::time::Instant)>>>,
+    pub arrived: tokio::sync::watch::Receiver<usize>,
+}
+
+pub async fn webhook_receiver() -> WebhookReceiver {
+    use std::sync::{Arc, Mutex};
+    let arrivals: Arc<Mutex<Vec<(String, std::time::Instant)>>> = Arc::default();
+    let (tx, arrived) = tokio::sync::watch::channel(0usize);
+    let tx = Arc::new(tx);
+    let seen = arrivals.clone();
+    let handler = move |headers: axum::http::HeaderMap| {
+        let (seen, tx) = (seen.clone(), tx.clone());
+        async move {
+            let id = headers
+                .get("webhook-id")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default()
+                .to_string();
+            let n = {
+                let mut seen = seen.lock().unwrap();
+                seen.push((id, std::time::Instant::now()));
+                seen.len()
+            };
+            tx.send_replace(n);
+            axum::http::StatusCode::NO_CONTENT
+        }
+    };
+    let app = axum::Router::new().route("/hook", axum::routing::post(handler));
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    WebhookReceiver {
+        url,
+        arrivals,
+        arrived,
+    }
+}

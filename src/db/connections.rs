@@ -1,6 +1,6 @@
 //! Connections: one per (end user, provider), holding the sealed grant.
 
-use sqlx::PgConnection;
+use sqlx::{Connection, PgConnection};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
@@ -78,9 +78,11 @@ pub enum Stored {
 }
 
 /// Creates the connection or replaces its grant in place, recording `connected`,
-/// `reconnected` and `account_changed` events, in one statement (one round trip, one
-/// implicit transaction). A grant without a refresh token keeps the old one.
+/// `reconnected` and `account_changed` events in one statement.
+/// A grant without a refresh token keeps the old one. The webhook event
+/// (`connection.created` or `connection.reconnected`) is written in the same transaction.
 pub async fn store_grant(conn: &mut PgConnection, g: NewGrant<'_>) -> sqlx::Result<Stored> {
+    let mut tx = conn.begin().await?;
     let row = sqlx::query!(
         r#"WITH previous AS (
              SELECT account_id FROM connections WHERE id = $1
@@ -132,8 +134,17 @@ pub async fn store_grant(conn: &mut PgConnection, g: NewGrant<'_>) -> sqlx::Resu
         g.provider_session,
         g.provider_credentials,
     )
-    .fetch_one(conn)
+    .fetch_one(&mut *tx)
     .await?;
+    let event = match row.created {
+        Some(true) => Some("connection.created"),
+        Some(false) => Some("connection.reconnected"),
+        None => None,
+    };
+    if let Some(event) = event {
+        super::webhooks::enqueue(&mut tx, event, g.id, None, g.now).await?;
+    }
+    tx.commit().await?;
     Ok(match (row.created, row.current_id) {
         (Some(true), _) => Stored::Created,
         (Some(false), _) => Stored::Replaced,

@@ -12,6 +12,7 @@ pub mod links;
 pub mod pending;
 pub mod refresh;
 pub mod sealed;
+pub mod webhooks;
 
 pub mod pool;
 

@@ -2,7 +2,9 @@
 //! refresh happen across all instances, and the outcomes (refreshed, degraded, needs
 //! reconnect). No statement here is held open across a provider call.
 
-use sqlx::PgConnection;
+use sqlx::{Connection, PgConnection};
+
+use super::webhooks;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
@@ -176,10 +178,13 @@ pub async fn store_refreshed(
     conn: &mut PgConnection,
     r: Refreshed<'_>,
 ) -> sqlx::Result<Option<StoredRefresh>> {
+    let mut tx = conn.begin().await?;
     let row = sqlx::query!(
         r#"WITH held AS (
              SELECT (lease_owner IS NOT DISTINCT FROM $14 AND lease_until >= now()) AS held
              FROM connections WHERE id = $1
+           ), old AS (
+             SELECT id, status FROM connections WHERE id = $1 FOR UPDATE
            ), up AS (
              UPDATE connections SET
                status = 'active', access_token = $3, refresh_token = COALESCE($4, refresh_token),
@@ -189,13 +194,14 @@ pub async fn store_refreshed(
                lease_owner = CASE WHEN $13 AND lease_owner = $14 THEN NULL ELSE lease_owner END,
                version = version + 1, last_error = NULL,
                refresh_failures = 0, last_refreshed_at = $10, updated_at = $10
-             WHERE id = $1 AND version = $2 AND status <> 'revoked'
-             RETURNING id, version
+             FROM old
+             WHERE connections.id = old.id AND version = $2 AND connections.status <> 'revoked'
+             RETURNING connections.id, version, old.status AS old_status
            ), ev AS (
              INSERT INTO connection_events (connection_id, kind, detail, actor, at)
              SELECT id, $11, NULL, $12, $10 FROM up
            )
-           SELECT up.version, held.held AS "held!" FROM up, held"#,
+           SELECT up.version, up.old_status, held.held AS "held!" FROM up, held"#,
         r.id,
         r.expected_version,
         r.access_token,
@@ -211,8 +217,14 @@ pub async fn store_refreshed(
         r.release_lease,
         r.owner,
     )
-    .fetch_optional(conn)
+    .fetch_optional(&mut *tx)
     .await?;
+    if let Some(row) = &row
+        && row.old_status == "degraded"
+    {
+        webhooks::enqueue(&mut tx, "connection.recovered", r.id, None, r.now).await?;
+    }
+    tx.commit().await?;
     Ok(row.map(|row| StoredRefresh {
         version: row.version,
         held_lease: row.held,
@@ -227,6 +239,7 @@ pub async fn mark_needs_reconnect(
     reason: &str,
     now: OffsetDateTime,
 ) -> sqlx::Result<bool> {
+    let mut tx = conn.begin().await?;
     let done = sqlx::query_scalar!(
         r#"WITH up AS (
              UPDATE connections SET status = 'needs_reconnect', last_error = $3, next_refresh_at = NULL,
@@ -243,8 +256,14 @@ pub async fn mark_needs_reconnect(
         reason,
         now
     )
-    .fetch_one(conn)
+    .fetch_one(&mut *tx)
     .await?;
+    if done > 0 {
+        let event = "connection.needs_reconnect";
+        let code = webhooks::reason_code(event, reason);
+        webhooks::enqueue(&mut tx, event, id, Some(code), now).await?;
+    }
+    tx.commit().await?;
     Ok(done > 0)
 }
 
@@ -258,24 +277,36 @@ pub async fn mark_degraded(
     backoff_secs: i64,
     now: OffsetDateTime,
 ) -> sqlx::Result<()> {
-    sqlx::query!(
-        r#"WITH up AS (
-             UPDATE connections SET status = CASE WHEN status = 'active' THEN 'degraded' ELSE status END,
+    let mut tx = conn.begin().await?;
+    let edge = sqlx::query_scalar!(
+        r#"WITH old AS (
+             SELECT id, status FROM connections WHERE id = $1 FOR UPDATE
+           ), up AS (
+             UPDATE connections SET status = CASE WHEN connections.status = 'active' THEN 'degraded' ELSE connections.status END,
                     last_error = $3, next_refresh_at = now() + $4 * interval '1 second', refresh_failures = refresh_failures + 1,
                     lease_until = NULL, lease_owner = NULL, updated_at = $5
-             WHERE id = $1 AND lease_owner = $2
-             RETURNING id
+             FROM old
+             WHERE connections.id = old.id AND lease_owner = $2
+             RETURNING connections.id, old.status = 'active' AS became_degraded
+           ), ev AS (
+             INSERT INTO connection_events (connection_id, kind, detail, actor, at)
+             SELECT id, 'refresh_failed', $3, 'keyhaven', $5 FROM up
            )
-           INSERT INTO connection_events (connection_id, kind, detail, actor, at)
-           SELECT id, 'refresh_failed', $3, 'keyhaven', $5 FROM up"#,
+           SELECT COALESCE(bool_or(became_degraded), false) AS "edge!" FROM up"#,
         id,
         owner,
         reason,
         backoff_secs as f64,
         now
     )
-    .execute(conn)
+    .fetch_one(&mut *tx)
     .await?;
+    if edge {
+        let event = "connection.degraded";
+        let code = webhooks::reason_code(event, reason);
+        webhooks::enqueue(&mut tx, event, id, Some(code), now).await?;
+    }
+    tx.commit().await?;
     Ok(())
 }
 
@@ -379,23 +410,33 @@ pub async fn wipe(
     actor: &str,
     now: OffsetDateTime,
 ) -> sqlx::Result<()> {
-    sqlx::query!(
-        r#"WITH up AS (
+    let mut tx = conn.begin().await?;
+    let edge = sqlx::query_scalar!(
+        r#"WITH old AS (
+             SELECT id, status FROM connections WHERE id = $1 FOR UPDATE
+           ), up AS (
              UPDATE connections SET status = 'revoked', access_token = NULL, refresh_token = NULL,
                     provider_session = NULL, provider_credentials = NULL, next_refresh_at = NULL,
                     lease_until = NULL, lease_owner = NULL, version = version + 1, updated_at = $4
-             WHERE id = $1
-             RETURNING id
+             FROM old
+             WHERE connections.id = old.id
+             RETURNING connections.id, old.status <> 'revoked' AS disconnected
+           ), ev AS (
+             INSERT INTO connection_events (connection_id, kind, detail, actor, at)
+             SELECT id, 'revoked', $2, $3, $4 FROM up
            )
-           INSERT INTO connection_events (connection_id, kind, detail, actor, at)
-           SELECT id, 'revoked', $2, $3, $4 FROM up"#,
+           SELECT COALESCE(bool_or(disconnected), false) AS "edge!" FROM up"#,
         id,
         detail,
         actor,
         now
     )
-    .execute(conn)
+    .fetch_one(&mut *tx)
     .await?;
+    if edge {
+        webhooks::enqueue(&mut tx, "connection.disconnected", id, None, now).await?;
+    }
+    tx.commit().await?;
     Ok(())
 }
 

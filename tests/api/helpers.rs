@@ -83,6 +83,8 @@ pub struct TestApp {
     pub metrics_url: Option<String>,
     /// The tests' own connections, for looking at and changing rows directly.
     db: PgPool,
+    /// The app's `run_until` task (ends after a shutdown given in the options).
+    pub run: std::sync::Mutex<Option<tokio::task::JoinHandle<anyhow::Result<()>>>>,
 }
 
 pub struct Options {
@@ -99,6 +101,8 @@ pub struct Options {
     pub demo: bool,
     /// `server.allowed_return_origins`.
     pub allowed_return_origins: Vec<String>,
+    /// Shuts the app down (a drain) when it resolves; it runs until the test ends without.
+    pub shutdown: Option<tokio::sync::oneshot::Receiver<()>>,
 }
 
 impl Default for Options {
@@ -112,6 +116,7 @@ impl Default for Options {
             bullhorn_hosts: None,
             demo: false,
             allowed_return_origins: Vec::new(),
+            shutdown: None,
         }
     }
 }
@@ -172,8 +177,17 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
         .unwrap();
     let state = app.state().clone();
     let metrics_url = app.metrics_addr().map(|a| format!("http://{a}"));
-    tokio::spawn(app.run_until(std::future::pending()));
+    let shutdown = options.shutdown;
+    let run = tokio::spawn(app.run_until(async move {
+        match shutdown {
+            Some(signal) => {
+                let _ = signal.await;
+            }
+            None => std::future::pending().await,
+        }
+    }));
     TestApp {
+        run: std::sync::Mutex::new(Some(run)),
         url,
         keys,
         metrics_url,

@@ -24,3 +24,4 @@ mod sandbox_providers;
 mod secrets;
 mod sessions;
 mod state_csrf;
+mod webhooks;

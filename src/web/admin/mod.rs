@@ -11,6 +11,7 @@ mod detail;
 mod login;
 mod password;
 mod view;
+mod webhooks;
 
 use askama::Template;
 use axum::Router;
@@ -40,6 +41,7 @@ pub fn router(app: AppState) -> Router<AppState> {
         .merge(connections::router())
         .merge(detail::router())
         .merge(api_keys::router())
+        .merge(webhooks::router())
         .merge(login::signed_in_router())
         .merge(password::router())
         .route_layer(middleware::from_fn_with_state(app, guard));
