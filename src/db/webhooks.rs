@@ -84,6 +84,14 @@ impl std::fmt::Debug for Claimed {
 /// endpoint across all instances: the endpoint rows are locked (skipping those another
 /// instance is claiming for right now), then the leases already out are counted.
 /// Returns how many endpoints it looked at, and the deliveries claimed.
+/// Deliveries still waiting to succeed (the outbox backlog); served by the partial
+/// pending index.
+pub async fn pending_count(conn: &mut PgConnection) -> sqlx::Result<i64> {
+    sqlx::query_scalar("SELECT count(*) FROM webhook_deliveries WHERE status = 'pending'")
+        .fetch_one(conn)
+        .await
+}
+
 pub async fn claim(
     conn: &mut PgConnection,
     owner: &str,

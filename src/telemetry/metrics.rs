@@ -260,7 +260,8 @@ pub fn lease_contention(trigger: Trigger) {
     }
 }
 
-/// One webhook delivery attempt; `outcome` is a fixed class (`delivered`, `failed`, `gave_up`).
+/// One webhook delivery attempt; `outcome` is a fixed class (`delivered`, `retried`,
+/// `failed`, `gave_up`).
 pub fn webhook_delivery(outcome: &'static str) {
     if enabled() {
         counter!(WEBHOOK_DELIVERIES, "outcome" => outcome).increment(1);

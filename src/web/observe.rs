@@ -126,6 +126,10 @@ async fn update_gauges(app: &AppState) {
         Ok(due) => metrics::set_refresh_backlog(due),
         Err(e) => tracing::warn!(error = %e, "could not count the refresh backlog"),
     }
+    match crate::db::webhooks::pending_count(&mut conn).await {
+        Ok(waiting) => metrics::set_webhook_outbox_backlog(waiting.max(0) as u64),
+        Err(e) => tracing::warn!(error = %e, "could not count the webhook outbox"),
+    }
     let counts = match crate::db::connections::counts_by_provider_and_status(&mut conn).await {
         Ok(Some(counts)) => counts,
         Ok(None) => {

@@ -7,6 +7,7 @@
 //! the outbox's notification, when an attempt ends, or when the next retry is due, and
 //! stops claiming when the drain starts.
 
+use crate::telemetry::metrics;
 use std::time::Duration;
 
 use rand::Rng;
@@ -200,6 +201,7 @@ async fn deliver(app: AppState, delivery: Claimed) {
         let mut conn = app.pool.acquire().await?;
         match &outcome {
             Outcome::Delivered(code) => {
+                metrics::webhook_delivery("delivered");
                 store::mark_delivered(&mut conn, delivery.id, i32::from(*code)).await
             }
             Outcome::Retry {
@@ -218,12 +220,15 @@ async fn deliver(app: AppState, delivery: Claimed) {
                     w.retry_hours * 3600,
                 )
                 .await?;
-                if status.as_deref() == Some("failed") {
+                let gave_up = status.as_deref() == Some("failed");
+                metrics::webhook_delivery(if gave_up { "gave_up" } else { "retried" });
+                if gave_up {
                     tracing::warn!(delivery = delivery.id, endpoint = %delivery.endpoint_id, "webhook delivery failed: retry window over");
                 }
                 Ok(())
             }
             Outcome::Failed { code, error } => {
+                metrics::webhook_delivery("failed");
                 store::mark_failed(&mut conn, delivery.id, code.map(i32::from), error).await
             }
         }
