@@ -301,10 +301,10 @@ async fn signing_out_cannot_be_undone_by_a_request_in_flight() {
                 .unwrap()
         }
     });
-    // Wait until the refresh reached the provider (a counter, not a timer).
-    while app.sandbox.counter("smartrecruiters.token.refresh_token") == 0 {
-        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-    }
+    // Wait until the refresh reached the provider (the sandbox's arrival signal).
+    app.sandbox
+        .wait_for("smartrecruiters.token.refresh_token", 1)
+        .await;
     let r = app.admin_post(&admin, "/admin/logout").await;
     assert_eq!(r.status(), StatusCode::SEE_OTHER);
     assert!(!in_flight.is_finished(), "the refresh is still in flight");
