@@ -2,9 +2,9 @@
 //! outside its allow-list. The alarm is written in the background so that the request
 //! that met the host gets its clear error at once.
 
-use crate::AppState;
 use crate::db;
 use crate::oauth::token::TokenError;
+use crate::state::AppState;
 
 /// Records a `host_refused` alarm when `error` is a refused host; anything else is ignored.
 pub fn note(app: &AppState, provider: &str, error: &TokenError) {

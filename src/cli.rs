@@ -8,15 +8,17 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use secrecy::SecretString;
 
+use crate::app::Application;
 use crate::clock::Clock;
 use crate::config::{self, DataCenterSettings, ProviderSettings, RawSettings, Settings};
 use crate::crypto::{self, KeyRing};
+use crate::db;
 use crate::link_options::{LinkOptions, RequestedOptions};
 use crate::sandbox::Sandbox;
+use crate::state::AppState;
 use crate::web::admin::accounts;
 use crate::web::api::{EndUserInput, create_link_for, create_link_with};
 use crate::web::api_keys;
-use crate::{AppState, Application, db};
 
 #[derive(Parser)]
 #[command(

@@ -5,7 +5,6 @@ use secrecy::{ExposeSecret, SecretString};
 use time::{Duration, OffsetDateTime};
 use uuid::Uuid;
 
-use crate::AppState;
 use crate::crypto::SealedAt;
 use crate::db;
 use crate::db::connections::Stored;
@@ -13,6 +12,7 @@ use crate::error::{AppError, AppResult};
 use crate::oauth::establish::Established;
 use crate::oauth::token::TokenSet;
 use crate::providers::{Kind, Provider};
+use crate::state::AppState;
 
 /// Where a connection's sealed value lives (the AAD binds it there).
 pub fn sealed_at<'a>(id: &'a Uuid, column: &'static str) -> SealedAt<'a> {

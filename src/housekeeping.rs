@@ -4,8 +4,8 @@
 
 use time::Duration;
 
-use crate::AppState;
 use crate::db;
+use crate::state::AppState;
 
 /// How long a spent (expired or used) link is kept, for support questions.
 pub const SPENT_LINKS_KEPT: Duration = Duration::days(7);

@@ -4,10 +4,10 @@
 
 use uuid::Uuid;
 
-use crate::AppState;
 use crate::crypto::CryptoError;
 use crate::db;
 use crate::grants::sealed_at;
+use crate::state::AppState;
 
 #[derive(Debug, Default)]
 pub struct Report {

@@ -5,9 +5,15 @@
 use std::time::{Duration, Instant};
 
 use hyper::header::{AUTHORIZATION, CONTENT_TYPE, COOKIE, HOST, LOCATION, SET_COOKIE};
+use keyhaven::app::Application;
+use keyhaven::clock::Clock;
 use keyhaven::sandbox::Sandbox;
-use keyhaven::{AppState, Application, Clock};
+use keyhaven::state::AppState;
 use tokio::net::TcpListener;
+
+// The portal binary runs on mimalloc (src/main.rs); measure with the same allocator.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 const SECRET: &str = "bench-client-secret";
 
@@ -21,7 +27,7 @@ pub struct Portal {
 }
 
 /// Portal and sandbox (auto-approve) on a fresh database; `tune` adjusts settings.
-pub async fn start(tune: impl FnOnce(&mut keyhaven::Settings)) -> Portal {
+pub async fn start(tune: impl FnOnce(&mut keyhaven::config::Settings)) -> Portal {
     let template = std::env::var("BENCH_DATABASE_URL")
         .unwrap_or_else(|_| keyhaven::config::local_database_url("{db}"));
     let database_url = template.replace(

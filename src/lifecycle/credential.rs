@@ -8,10 +8,10 @@ use time::{Duration, OffsetDateTime};
 use uuid::Uuid;
 
 use super::{LifecycleError, refresh};
-use crate::AppState;
 use crate::db::refresh::{self as db, GrantRow};
 use crate::grants::sealed_at;
 use crate::providers::{Context, Kind};
+use crate::state::AppState;
 
 /// What a backend uses to call the provider. Never logged.
 #[derive(Serialize, utoipa::ToSchema)]

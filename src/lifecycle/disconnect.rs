@@ -6,11 +6,11 @@ use uuid::Uuid;
 
 use super::LifecycleError;
 use super::credential::load;
-use crate::AppState;
 use crate::db;
 use crate::grants::sealed_at;
 use crate::oauth::revoke;
 use crate::providers::Context;
+use crate::state::AppState;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]

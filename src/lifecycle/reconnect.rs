@@ -6,10 +6,10 @@ use sqlx::Connection;
 use time::{Duration, OffsetDateTime};
 use uuid::Uuid;
 
-use crate::AppState;
 use crate::crypto::{self, SealedAt};
 use crate::db;
 use crate::error::{AppError, AppResult};
+use crate::state::AppState;
 
 /// Where a link's sealed token lives (the AAD binds it to that row).
 pub fn sealed_at(token_hash: &[u8]) -> SealedAt<'_> {

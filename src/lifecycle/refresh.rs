@@ -6,13 +6,13 @@ use std::time::{Duration as StdDuration, Instant};
 
 use super::LifecycleError;
 use super::credential::{Credential, build, fresh, load, usable};
-use crate::AppState;
 use crate::db;
 use crate::db::refresh::{GrantRow, Refreshed};
 use crate::grants::{self, NewConnection, sealed_at};
 use crate::oauth::establish;
 use crate::oauth::token::{self, Grant, TokenError, TokenSet};
 use crate::providers::{Context, Kind, Provider, bullhorn};
+use crate::state::AppState;
 use crate::web::api_user::{self, StoredCredentials};
 use rand::Rng;
 use secrecy::{ExposeSecret, SecretString};

@@ -12,8 +12,8 @@ use tokio::task::JoinSet;
 
 use super::LifecycleError;
 use super::refresh::{INVALID_CLIENT, client_fingerprint, refresh_claimed};
-use crate::AppState;
 use crate::db;
+use crate::state::AppState;
 use crate::telemetry::metrics;
 
 /// Runs until the drain starts; the refreshes it started are left to the drain (they

@@ -64,7 +64,7 @@ impl Sandbox {
         let base = format!("http://{}", listener.local_addr()?);
         self.world().base_url = base.clone();
         let app = self.router();
-        let listener = crate::without_nagle(listener);
+        let listener = crate::app::without_nagle(listener);
         tokio::spawn(async move {
             if let Err(e) = axum::serve(listener, app).await {
                 tracing::error!(error = %e, "sandbox server stopped");

@@ -12,12 +12,12 @@ use sqlx::Connection;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use crate::AppState;
 use crate::crypto;
 use crate::db;
 use crate::error::{ApiError, ApiResult, AppError};
 use crate::lifecycle::{self, LifecycleError, disconnect, reconnect};
 use crate::link_options::{LinkOptions, OptionsError, RequestedOptions};
+use crate::state::AppState;
 
 pub fn router() -> Router<AppState> {
     Router::new()

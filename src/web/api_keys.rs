@@ -12,11 +12,11 @@ use std::time::{Duration, Instant};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use crate::AppState;
 use crate::crypto;
 use crate::db;
 use crate::db::api_keys::{KeyRow, Verified};
 use crate::error::{AppError, AppResult};
+use crate::state::AppState;
 
 /// How long a verified key is trusted without asking Postgres: under the one second
 /// within which a revocation must take effect everywhere.

@@ -10,13 +10,13 @@ use uuid::Uuid;
 
 use super::callback::{Guard, ensure_same_account, upstream_failure};
 use super::session::EndUserSession;
-use crate::AppState;
 use crate::db;
 use crate::error::{AppError, AppResult};
 use crate::grants::{self, NewConnection};
 use crate::oauth::establish::{self, Established};
 use crate::oauth::token::{self, Grant, TokenSet};
 use crate::providers::{Context, Provider, bullhorn};
+use crate::state::AppState;
 
 pub struct ApiUserLogin<'a> {
     pub username: &'a str,

@@ -6,7 +6,7 @@ use axum::http::header;
 use axum::response::IntoResponse;
 use axum::routing::get;
 
-use crate::AppState;
+use crate::state::AppState;
 
 const STYLESHEET: &str = include_str!("../../static/keyhaven.css");
 const ADMIN_SCRIPT: &str = include_str!("../../static/admin.js");

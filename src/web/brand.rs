@@ -11,8 +11,8 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 
-use crate::AppState;
 use crate::branding::Branding;
+use crate::state::AppState;
 
 tokio::task_local! {
     static BRANDING: Branding;

@@ -10,7 +10,6 @@ use tower_sessions::Session;
 
 use super::connect;
 use super::session::EndUserSession;
-use crate::AppState;
 use crate::crypto::{self, SealedAt};
 use crate::db;
 use crate::error::{AppError, AppResult, ErrorPage};
@@ -20,6 +19,7 @@ use crate::oauth::callback_params::CallbackParams;
 use crate::oauth::token::{self, Grant, TokenError};
 use crate::oauth::{establish, revoke};
 use crate::providers::{Context, Kind, Provider};
+use crate::state::AppState;
 
 pub fn router() -> Router<AppState> {
     Router::new().route("/oauth/{provider}/callback", get(callback))

@@ -16,13 +16,13 @@ use super::api_user::ApiUserLogin;
 use super::callback::upstream_failure;
 use super::csrf;
 use super::session::{self, CurrentEndUser, EndUserSession};
-use crate::AppState;
 use crate::crypto::{self, SealedAt};
 use crate::db;
 use crate::error::{AppError, AppResult};
 use crate::link_options::{LinkOptions, Mode, Outcome};
 use crate::oauth::authorize::{AuthorizeRequest, authorize_url};
 use crate::providers::{Context, Kind, Provider, bullhorn};
+use crate::state::AppState;
 use secrecy::SecretString;
 
 /// Marks, in a pending authorization's context, a flow meant to replace the connected

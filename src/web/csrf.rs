@@ -13,9 +13,9 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use time::Duration;
 
-use crate::AppState;
 use crate::crypto;
 use crate::error::{AppError, AppResult};
+use crate::state::AppState;
 
 const COOKIE: &str = "keyhaven_form";
 /// How long a form may stay open before it must be reloaded.

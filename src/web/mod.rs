@@ -25,8 +25,8 @@ use tower_http::limit::RequestBodyLimitLayer;
 use tower_sessions::cookie::SameSite;
 use tower_sessions::{Expiry, SessionManagerLayer};
 
-use crate::AppState;
 use crate::error::{AppError, DatabaseFailure};
+use crate::state::AppState;
 use session_store::Sessions;
 
 /// The end user's session cookie (`__Host-` prefixed on https).
@@ -96,7 +96,7 @@ const SECURITY_HEADERS: [(HeaderName, &str); 4] = [
 
 /// The fixed headers, the CSP (whose `form-action` names the origins our forms may lead
 /// to: this site, each provider's authorize hosts and the allowed return origins), and HSTS when served over https.
-pub fn security_headers(settings: &crate::Settings) -> Vec<(HeaderName, HeaderValue)> {
+pub fn security_headers(settings: &crate::config::Settings) -> Vec<(HeaderName, HeaderValue)> {
     let mut headers: Vec<(HeaderName, HeaderValue)> = SECURITY_HEADERS
         .into_iter()
         .map(|(name, value)| (name, HeaderValue::from_static(value)))

@@ -16,7 +16,7 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::net::TcpListener;
 use tracing::Instrument;
 
-use crate::AppState;
+use crate::state::AppState;
 use crate::telemetry::metrics;
 
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");

@@ -12,8 +12,8 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{RefOr, ResponseBuilder, content::ContentBuilder};
 use utoipa::{Modify, OpenApi, ToSchema};
 
-use crate::AppState;
 use crate::lifecycle::disconnect::Revocation;
+use crate::state::AppState;
 use crate::web::api::{ConnectLinkRequest, ConnectLinkResponse, ConnectionView, EndUserInput};
 
 /// Every error: a stable `code` and a message a person may read.

@@ -16,10 +16,10 @@ use sha2::Sha256;
 use tokio::sync::watch;
 use uuid::Uuid;
 
-use crate::AppState;
 use crate::config::WebhookSettings;
 use crate::crypto::{self, CryptoError, SealedAt};
 use crate::db;
+use crate::state::AppState;
 
 /// Every event type, in the order the README lists them.
 pub const EVENT_TYPES: [&str; 6] = [

@@ -16,8 +16,8 @@ use sqlx::postgres::PgListener;
 use tokio::task::JoinSet;
 
 use super::{guard, sealed_at, signature_header};
-use crate::AppState;
 use crate::db::webhooks::{self as store, Claimed};
+use crate::state::AppState;
 
 /// Longest sleep between looks when nothing is due (also catches expired leases).
 const IDLE_LOOK: Duration = Duration::from_secs(5);

@@ -555,8 +555,8 @@ async fn polling_a_dead_connection_returns_the_same_reconnect_link() {
         .keys
         .with_new_primary(&keyhaven::crypto::KeyRing::generate_entry("k2").unwrap())
         .unwrap();
-    let state =
-        keyhaven::AppState::new(settings, app.state.pool.clone(), app.clock.clone()).unwrap();
+    let state = keyhaven::state::AppState::new(settings, app.state.pool.clone(), app.clock.clone())
+        .unwrap();
     let report = keyhaven::reseal::reseal_all(&state).await.unwrap();
     assert_eq!(report.links_resealed, 3);
     assert_eq!(report.links_unreadable, 0);

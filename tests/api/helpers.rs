@@ -2,8 +2,10 @@ use std::collections::HashMap;
 use std::io::Write;
 use std::sync::{Arc, Mutex, OnceLock};
 
+use keyhaven::app::Application;
+use keyhaven::clock::Clock;
 use keyhaven::sandbox::Sandbox;
-use keyhaven::{AppState, Application, Clock};
+use keyhaven::state::AppState;
 use reqwest::StatusCode;
 use sqlx::PgPool;
 use tokio::net::TcpListener;
@@ -93,7 +95,7 @@ pub struct Options {
     /// Bullhorn connects with an API user's credentials on our page.
     pub bullhorn_api_user: bool,
     /// Last changes to the settings before the app starts.
-    pub tweak: fn(&mut keyhaven::Settings),
+    pub tweak: fn(&mut keyhaven::config::Settings),
     /// Bullhorn's loginInfo at another address (a stub), and its host allow-list.
     pub bullhorn_login_info: Option<String>,
     pub bullhorn_hosts: Option<keyhaven::providers::hosts::HostPolicy>,
@@ -357,7 +359,7 @@ impl TestApp {
     }
 
     /// Another instance whose settings differ by `tweak`.
-    pub async fn second_instance_with(&self, tweak: fn(&mut keyhaven::Settings)) -> String {
+    pub async fn second_instance_with(&self, tweak: fn(&mut keyhaven::config::Settings)) -> String {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let mut settings = self.state.settings.clone();

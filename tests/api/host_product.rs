@@ -401,7 +401,7 @@ async fn popup_mode_ends_on_a_page_that_posts_to_the_product_origin() {
     assert_eq!(product_side.status(), StatusCode::OK);
 }
 
-fn branded(settings: &mut keyhaven::Settings) {
+fn branded(settings: &mut keyhaven::config::Settings) {
     settings.branding =
         keyhaven::branding::Branding::from_settings(&keyhaven::branding::BrandingSettings {
             product_name: Some("Acme <Recruiting>".into()),

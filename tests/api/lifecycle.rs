@@ -771,7 +771,7 @@ async fn key_rotation_old_rows_still_open_reseal_moves_them_then_the_old_key_can
     let state_with = |keys: KeyRing| {
         let mut settings = app.state.settings.clone();
         settings.keys = keys;
-        keyhaven::AppState::new(settings, app.state.pool.clone(), app.clock.clone()).unwrap()
+        keyhaven::state::AppState::new(settings, app.state.pool.clone(), app.clock.clone()).unwrap()
     };
     let rotated = state_with(old_ring.with_new_primary(&new_entry).unwrap());
     // Old rows still open under the rotated ring.

@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use keyhaven::Clock;
+use keyhaven::clock::Clock;
 use keyhaven::sandbox::{Fault, FaultEffect, FaultTarget, Sandbox};
 use reqwest::StatusCode;
 use serde_json::Value;

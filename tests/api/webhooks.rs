@@ -104,7 +104,7 @@ impl Receiver {
     }
 }
 
-fn insecure(s: &mut keyhaven::Settings) {
+fn insecure(s: &mut keyhaven::config::Settings) {
     s.webhooks.allow_insecure_urls = true;
     s.webhooks.retry_base_ms = 50;
     s.webhooks.timeout_ms = 1_000;

@@ -15,8 +15,8 @@ use uuid::Uuid;
 
 use super::view;
 use super::{AdminResult, AdminSession, Flash, Nav, set_flash, take_flash};
-use crate::AppState;
 use crate::error::AppError;
+use crate::state::AppState;
 use crate::web::api_keys;
 
 pub fn router() -> Router<AppState> {

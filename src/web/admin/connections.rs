@@ -14,9 +14,9 @@ use uuid::Uuid;
 
 use super::view::{self, STATUSES};
 use super::{AdminError, AdminResult, AdminSession, Nav};
-use crate::AppState;
 use crate::db::console::{self, Cursor, ListFilter, ListRow, SortKey};
 use crate::error::AppError;
+use crate::state::AppState;
 
 pub fn router() -> Router<AppState> {
     Router::new().route("/admin/connections", get(list))

@@ -9,8 +9,8 @@ use axum::routing::get;
 
 use super::view::{self, STATUSES};
 use super::{AdminResult, AdminSession, Nav};
-use crate::AppState;
 use crate::db;
+use crate::state::AppState;
 
 pub fn router() -> Router<AppState> {
     Router::new().route("/admin", get(dashboard))

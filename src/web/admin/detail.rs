@@ -13,12 +13,12 @@ use uuid::Uuid;
 
 use super::view;
 use super::{AdminResult, AdminSession, Flash, Nav, set_flash, take_flash};
-use crate::AppState;
 use crate::db;
 use crate::error::AppError;
 use crate::lifecycle::disconnect::Revocation;
 use crate::lifecycle::{self, LifecycleError, disconnect, reconnect};
 use crate::providers::Context;
+use crate::state::AppState;
 
 pub fn router() -> Router<AppState> {
     Router::new()

@@ -33,11 +33,11 @@ use tower_sessions::Session;
 
 use super::accounts::{self, MAX_PASSWORD_BYTES};
 use super::{AdminResult, AdminSession, KEY, expired_form, refuse_cross_site, render_status};
-use crate::AppState;
 use crate::crypto;
 use crate::db;
 use crate::db::admins::{AttemptKeys, Reservation};
 use crate::error::AppError;
+use crate::state::AppState;
 use crate::web::csrf;
 
 /// Failed sign-ins are counted over this window…

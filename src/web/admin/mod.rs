@@ -24,10 +24,10 @@ use serde::{Deserialize, Serialize};
 use tower_sessions::Session;
 use uuid::Uuid;
 
-use crate::AppState;
 use crate::crypto;
 use crate::db;
 use crate::error::AppError;
+use crate::state::AppState;
 
 /// The admin's own session key: an end user's binding (`end_user`) never grants
 /// anything here, and this never grants anything on the connect pages.

@@ -14,9 +14,9 @@ use tower_sessions::Session;
 
 use super::accounts;
 use super::{AdminResult, AdminSession, KEY, Nav, render_status, set_flash, take_flash};
-use crate::AppState;
 use crate::db;
 use crate::error::AppError;
+use crate::state::AppState;
 
 pub fn router() -> Router<AppState> {
     Router::new().route("/admin/password", get(page).post(change))

@@ -4,7 +4,7 @@
 use time::OffsetDateTime;
 use time::macros::format_description;
 
-use crate::AppState;
+use crate::state::AppState;
 
 pub const STATUSES: [&str; 4] = ["active", "degraded", "needs_reconnect", "revoked"];
 

@@ -11,9 +11,9 @@ use tower_sessions::Session;
 
 use super::view;
 use super::{AdminResult, AdminSession, Flash, Nav, set_flash, take_flash};
-use crate::AppState;
 use crate::db;
 use crate::error::AppError;
+use crate::state::AppState;
 use crate::webhooks;
 
 pub fn router() -> Router<AppState> {
