@@ -161,7 +161,7 @@ async fn providers<W: std::io::Write>(
     settings: &Settings,
     report: &mut Report<'_, W>,
 ) -> std::io::Result<()> {
-    let http = match crate::state::outbound_client(TIMEOUT) {
+    let http = match crate::outbound::provider_client(TIMEOUT) {
         Ok(http) => http,
         Err(e) => return report.fail("providers", format!("no HTTP client: {e}")),
     };

@@ -14,6 +14,8 @@ use crate::config::{self, DataCenterSettings, ProviderSettings, RawSettings, Set
 use crate::crypto::{self, KeyRing};
 use crate::db;
 use crate::link_options::{LinkOptions, RequestedOptions};
+use crate::providers::ClientAuth;
+use crate::providers::settings::KindSetting;
 use crate::sandbox::Sandbox;
 use crate::state::AppState;
 use crate::web::admin::accounts;
@@ -588,7 +590,7 @@ fn point_at_sandbox(
     credentials(&mut sr);
     raw.providers.insert("smartrecruiters".into(), sr);
     let mut acme = ProviderSettings {
-        kind: Some("oauth2".into()),
+        kind: Some(KindSetting::OAuth2),
         display_name: Some("Acme HR".into()),
         authorize_url: Some(format!("{sandbox_base}/oauth2/authorize")),
         token_url: Some(format!("{sandbox_base}/oauth2/token")),
@@ -598,7 +600,7 @@ fn point_at_sandbox(
         account_label_pointer: Some("/email".into()),
         scopes: Some(vec!["openid".into(), "offline_access".into()]),
         pkce: Some(true),
-        client_auth: Some("basic".into()),
+        client_auth: Some(ClientAuth::Basic),
         ..Default::default()
     };
     credentials(&mut acme);

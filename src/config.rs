@@ -12,7 +12,10 @@ use secrecy::SecretString;
 use serde::{Deserialize, Deserializer};
 use url::Url;
 
+pub use crate::config_error::ConfigError;
 use crate::crypto::KeyRing;
+use crate::providers::settings::string_or_list;
+pub use crate::providers::settings::{DataCenterSettings, ProviderSettings};
 use crate::providers::{self, Provider};
 pub use crate::telemetry::LogFormat;
 
@@ -28,25 +31,9 @@ pub fn local_database_url(database: &str) -> String {
     }
 }
 
-/// A setting that is missing or wrong; its message names the setting.
-#[derive(Debug, thiserror::Error)]
-#[error("configuration error: {setting}: {problem}")]
-pub struct ConfigError {
-    pub setting: String,
-    pub problem: String,
-}
-
-impl ConfigError {
-    pub fn new(setting: impl Into<String>, problem: impl Into<String>) -> Self {
-        Self {
-            setting: setting.into(),
-            problem: problem.into(),
-        }
-    }
-}
-
 /// The raw shape of the configuration file and environment.
 #[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct RawSettings {
     #[serde(default)]
     pub server: ServerSettings,
@@ -248,75 +235,6 @@ impl Default for LinkSettings {
     }
 }
 
-/// One `[providers.<id>]` table. Built-in providers need only credentials; any other id
-/// is a generic OAuth 2.0 provider (`kind = "oauth2"`) described entirely here.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ProviderSettings {
-    pub kind: Option<String>,
-    pub display_name: Option<String>,
-    pub client_id: Option<String>,
-    pub client_secret: Option<SecretString>,
-    #[serde(default, deserialize_with = "string_or_list")]
-    pub scopes: Option<Vec<String>>,
-    pub scope_separator: Option<String>,
-    pub authorize_url: Option<String>,
-    pub token_url: Option<String>,
-    pub api_url: Option<String>,
-    pub client_auth: Option<String>,
-    pub token_body: Option<String>,
-    pub pkce: Option<bool>,
-    #[serde(default)]
-    pub authorize_params: BTreeMap<String, String>,
-    pub issuer: Option<String>,
-    pub userinfo_url: Option<String>,
-    pub account_id_pointer: Option<String>,
-    pub account_label_pointer: Option<String>,
-    pub revocation_url: Option<String>,
-    /// Bullhorn: where the data-center lookup starts.
-    pub login_info_url: Option<String>,
-    /// Bullhorn: connect with an API user's username and password instead of the browser.
-    pub api_user_mode: Option<bool>,
-    /// Zoho: accounts and Recruit URLs per data-center location (replacing the built-in table).
-    #[serde(default)]
-    pub data_centers: BTreeMap<String, DataCenterSettings>,
-    /// Most refreshes of this provider's connections in flight at once (background refresher).
-    pub refresh_concurrency: Option<usize>,
-    /// Bullhorn: the domains its data-center hosts must be under (default `bullhornstaffing.com`).
-    #[serde(default, deserialize_with = "string_or_list")]
-    pub allowed_host_suffixes: Option<Vec<String>>,
-    /// A line shown on the provider's card on the connect page (e.g. which account to use).
-    pub connect_hint: Option<String>,
-}
-
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct DataCenterSettings {
-    pub accounts_url: String,
-    pub api_url: String,
-}
-
-/// Accepts `["a", "b"]` or a single string split on commas and whitespace, so that
-/// `KEYHAVEN_PROVIDERS__X__SCOPES="a b"` works as well as a TOML list.
-fn string_or_list<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<String>>, D::Error> {
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum OneOrMany {
-        One(String),
-        Many(Vec<String>),
-    }
-    Ok(match Option::<OneOrMany>::deserialize(d)? {
-        None => None,
-        Some(OneOrMany::Many(list)) => Some(list),
-        Some(OneOrMany::One(s)) => Some(
-            s.split(|c: char| c == ',' || c.is_whitespace())
-                .filter(|s| !s.is_empty())
-                .map(String::from)
-                .collect(),
-        ),
-    })
-}
-
 /// One `server.allowed_return_origins` entry: `scheme://host[:port]`, nothing more.
 pub fn parse_allowed_origin(raw: &str) -> Result<url::Origin, String> {
     let url = Url::parse(raw).map_err(|e| format!("{raw:?} is not a URL ({e})"))?;
@@ -421,11 +339,15 @@ pub fn load_raw(file: Option<&Path>) -> Result<RawSettings, ConfigError> {
         }
         figment = figment.merge(Toml::file(path));
     }
-    figment = figment.merge(Env::prefixed("KEYHAVEN_").split("__")).merge(
-        Env::raw()
-            .only(&["DATABASE_URL"])
-            .map(|_| "database.url".into()),
-    );
+    // These variables name the file or steer tools; they are not settings.
+    let not_settings = ["CONFIG", "PRINT_OPENAPI", "DEV_DATABASE_BASE"];
+    figment = figment
+        .merge(Env::prefixed("KEYHAVEN_").ignore(&not_settings).split("__"))
+        .merge(
+            Env::raw()
+                .only(&["DATABASE_URL"])
+                .map(|_| "database.url".into()),
+        );
     figment.extract().map_err(|e| {
         let setting = if e.path.is_empty() {
             "configuration".to_string()

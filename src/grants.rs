@@ -2,7 +2,6 @@
 //! the background refresher should next renew it, and writing it in one statement.
 
 use secrecy::{ExposeSecret, SecretString};
-use time::{Duration, OffsetDateTime};
 use uuid::Uuid;
 
 use crate::crypto::SealedAt;
@@ -11,7 +10,7 @@ use crate::db::connections::Stored;
 use crate::error::{AppError, AppResult};
 use crate::oauth::establish::Established;
 use crate::oauth::token::TokenSet;
-use crate::providers::{Kind, Provider};
+use crate::providers::Provider;
 use crate::state::AppState;
 
 /// Where a connection's sealed value lives (the AAD binds it there).
@@ -20,25 +19,6 @@ pub fn sealed_at<'a>(id: &'a Uuid, column: &'static str) -> SealedAt<'a> {
         table: "connections",
         column,
         row: id.as_bytes(),
-    }
-}
-
-/// When the background refresher should renew a grant: only where a refresh token
-/// would otherwise lapse (single-use tokens with a lifetime, expiring grants).
-pub fn next_refresh_at(
-    provider: &Provider,
-    has_refresh_token: bool,
-    access_expires_at: Option<OffsetDateTime>,
-    refresh_expires_at: Option<OffsetDateTime>,
-) -> Option<OffsetDateTime> {
-    if !provider.keep_alive || !has_refresh_token {
-        return None;
-    }
-    match (&provider.kind, refresh_expires_at, access_expires_at) {
-        (_, Some(lapses), _) => Some(lapses - Duration::days(2)),
-        // Hurdlr's grant ends with its 90-day access token.
-        (Kind::Hurdlr, None, Some(expires)) => Some(expires - Duration::days(3)),
-        _ => None,
     }
 }
 
@@ -68,7 +48,7 @@ pub async fn store(app: &AppState, new: NewConnection<'_>) -> AppResult<Uuid> {
     // For Bullhorn the credential a backend uses is the REST session, so its expiry counts.
     let access_expires_at = session.map_or(tokens.expires_at, |s| s.expires_at);
     let next_refresh_at =
-        next_refresh_at(provider, has_refresh, access_expires_at, refresh_expires_at);
+        provider.next_refresh_at(has_refresh, access_expires_at, refresh_expires_at);
     let scopes = tokens.scope.clone().or_else(|| provider.scope_param());
     let account = &new.established.account;
     let metadata = new.established.ctx.to_json();

@@ -42,9 +42,11 @@ pub async fn sweep(app: &AppState) -> sqlx::Result<Swept> {
             break;
         }
     }
-    let sign_in_attempts =
-        db::api_user_attempts::delete_before(&mut conn, now - crate::web::api_user::ATTEMPT_WINDOW)
-            .await?;
+    let sign_in_attempts = db::api_user_attempts::delete_before(
+        &mut conn,
+        now - crate::connecting::api_user::ATTEMPT_WINDOW,
+    )
+    .await?;
     Ok(Swept {
         links,
         events,

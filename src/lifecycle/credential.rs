@@ -10,7 +10,8 @@ use uuid::Uuid;
 use super::{LifecycleError, refresh};
 use crate::db::refresh::{self as db, GrantRow};
 use crate::grants::sealed_at;
-use crate::providers::{Context, Kind};
+use crate::oauth::token::TokenError;
+use crate::providers::Context;
 use crate::state::AppState;
 
 /// What a backend uses to call the provider. Never logged.
@@ -131,7 +132,7 @@ pub(crate) fn fresh(app: &AppState, row: &GrantRow) -> bool {
     let needs_session = app
         .settings
         .provider(&row.provider)
-        .is_some_and(|p| matches!(p.kind, Kind::Bullhorn(_)));
+        .is_some_and(|p| p.needs_rest_session());
     let has_credential =
         row.access_token.is_some() && (!needs_session || row.provider_session.is_some());
     has_credential
@@ -155,43 +156,30 @@ pub(crate) async fn build(app: &AppState, row: &GrantRow) -> Result<Credential, 
             .map(Some),
         None => Ok(None),
     };
-    let opened = match &provider.kind {
-        Kind::Bullhorn(_) => open("provider_session", &row.provider_session),
-        _ => open("access_token", &row.access_token),
+    let opened = if provider.needs_rest_session() {
+        open("provider_session", &row.provider_session)
+    } else {
+        open("access_token", &row.access_token)
     };
     let token = match opened {
         Ok(Some(token)) => token,
         Ok(None) => return Err(LifecycleError::NeedsReconnect),
         Err(e) => return Err(refresh::broken(app, row, &e.to_string()).await),
     };
-    let mut extras = serde_json::Map::new();
-    let token_type = match &provider.kind {
-        Kind::Bullhorn(cfg) => {
-            // The backend sends the BhRestToken to this URL: allow-listed hosts only.
-            let rest_url = ctx.session_rest_url.as_deref().unwrap_or_default();
-            if let Err(e) = cfg.hosts.parse(rest_url) {
-                crate::alarms::note(app, &provider.id, &e);
-                return Err(LifecycleError::ProviderUnavailable(e, None));
-            }
-            extras.insert("BhRestToken".into(), token.clone().into());
-            extras.insert("restUrl".into(), rest_url.into());
-            "BhRestToken"
+    let shape = match provider.credential_shape(&ctx, &token) {
+        Ok(shape) => shape,
+        Err(e) => {
+            let e = TokenError::from(e);
+            crate::alarms::note(app, &provider.id, &e);
+            return Err(LifecycleError::ProviderUnavailable(e, None));
         }
-        Kind::Zoho(cfg) => {
-            extras.insert(
-                "api_host".into(),
-                cfg.api_host(&ctx).unwrap_or_default().into(),
-            );
-            "Zoho-oauthtoken"
-        }
-        _ => "Bearer",
     };
     Ok(Credential {
         connection_id: row.id,
         provider: row.provider.clone(),
         access_token: token,
-        token_type: token_type.into(),
+        token_type: shape.token_type.into(),
         expires_at: row.access_expires_at,
-        extras,
+        extras: shape.extras,
     })
 }

@@ -7,10 +7,8 @@ pub mod disconnect;
 pub mod reconnect;
 pub mod refresh;
 pub mod refresher;
-mod single_flight;
 
 pub use credential::{Credential, credential};
-pub use single_flight::RefreshLocks;
 
 use crate::oauth::token::TokenError;
 

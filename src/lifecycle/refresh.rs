@@ -6,14 +6,15 @@ use std::time::{Duration as StdDuration, Instant};
 
 use super::LifecycleError;
 use super::credential::{Credential, build, fresh, load, usable};
+use crate::connecting::api_user::{self, StoredCredentials};
 use crate::db;
 use crate::db::refresh::{GrantRow, Refreshed};
 use crate::grants::{self, NewConnection, sealed_at};
+use crate::oauth::bullhorn;
 use crate::oauth::establish;
 use crate::oauth::token::{self, Grant, TokenError, TokenSet};
-use crate::providers::{Context, Kind, Provider, bullhorn};
+use crate::providers::{Context, Provider};
 use crate::state::AppState;
-use crate::web::api_user::{self, StoredCredentials};
 use rand::Rng;
 use secrecy::{ExposeSecret, SecretString};
 
@@ -217,15 +218,14 @@ async fn store(
         (Some(_), Some(life)) => Some(now + life),
         _ => row.refresh_expires_at,
     };
-    let is_bullhorn = matches!(provider.kind, Kind::Bullhorn(_));
-    // Bullhorn's credential is the REST session made next; until then it counts as stale.
-    let access_expires_at = if is_bullhorn {
+    // A REST-session credential (Bullhorn) is made next; until then it counts as stale.
+    let needs_session = provider.needs_rest_session();
+    let access_expires_at = if needs_session {
         Some(now)
     } else {
         tokens.expires_at
     };
-    let next_refresh_at = grants::next_refresh_at(
-        provider,
+    let next_refresh_at = provider.next_refresh_at(
         refresh.is_some() || row.refresh_token.is_some(),
         tokens.expires_at,
         refresh_expires_at,
@@ -242,7 +242,7 @@ async fn store(
         next_refresh_at,
         event: "refreshed",
         actor: "keyhaven",
-        release_lease: !is_bullhorn,
+        release_lease: !needs_session,
         owner: &app.instance_id,
         now,
     };
@@ -261,7 +261,7 @@ async fn store(
     }
     let version = stored.version;
     tracing::info!(provider = %provider.id, "connection refreshed");
-    if is_bullhorn {
+    if needs_session {
         // The REST login may take up to a client timeout: keep the lease alive for it.
         extend_lease(app, row.id).await?;
         let (ctx, session) = match establish::after_refresh(&app.http, provider, ctx, &tokens).await
@@ -342,10 +342,11 @@ async fn dead_grant(
         usable(&current)?;
         return build(app, &current).await;
     }
-    if let (Kind::Bullhorn(cfg), Some(sealed)) = (&provider.kind, &row.provider_credentials) {
+    // Stored sign-in credentials (Bullhorn API users who opted in) allow starting over.
+    if let Some(sealed) = &row.provider_credentials {
         // Recovery is several provider calls: keep the lease alive for them.
         extend_lease(app, row.id).await?;
-        match recover_bullhorn(app, cfg, provider, row, sealed).await {
+        match recover_with_credentials(app, provider, row, sealed).await {
             Ok(credential) => return Ok(credential),
             Err(e) => {
                 tracing::warn!(provider = %provider.id, error = %e, "automatic recovery failed")
@@ -360,9 +361,8 @@ async fn dead_grant(
 }
 
 /// The seed's "Important Notice": start over from step 1 with the stored credentials.
-async fn recover_bullhorn(
+async fn recover_with_credentials(
     app: &AppState,
-    cfg: &bullhorn::Config,
     provider: &Provider,
     row: &GrantRow,
     sealed: &[u8],
@@ -374,7 +374,7 @@ async fn recover_bullhorn(
     let stored: StoredCredentials =
         serde_json::from_str(&opened).map_err(crate::error::AppError::internal)?;
     let password = SecretString::from(stored.password);
-    let ctx = bullhorn::login_info(&app.http, cfg, &stored.username)
+    let ctx = bullhorn::login_info(&app.http, provider, &stored.username)
         .await
         .map_err(|e| {
             crate::alarms::note(app, &provider.id, &e);

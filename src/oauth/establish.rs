@@ -6,7 +6,8 @@ use time::OffsetDateTime;
 
 use super::identity::{self, Account};
 use super::token::{TokenError, TokenSet};
-use crate::providers::{Context, Kind, Provider, bullhorn, zoho};
+use super::{bullhorn, zoho};
+use crate::providers::{Context, Provider, WhoAmI};
 
 /// A provider session derived from the OAuth grant (Bullhorn's BhRestToken).
 pub struct ProviderSession {
@@ -29,17 +30,22 @@ pub async fn after_exchange(
     tokens: &TokenSet,
 ) -> Result<Established, TokenError> {
     let (ctx, session) = after_refresh(http, provider, ctx, tokens).await?;
-    let account = match (&provider.kind, &session) {
-        (Kind::Bullhorn(cfg), Some(s)) => {
+    let account = match (provider.who_am_i(), &session) {
+        (WhoAmI::RestSession, Some(s)) => {
             let rest = bullhorn::RestSession {
                 bh_rest_token: s.token.clone(),
                 rest_url: ctx.session_rest_url.clone().unwrap_or_default(),
                 expires_at: s.expires_at,
             };
-            bullhorn::identify(http, cfg, &rest).await?
+            bullhorn::identify(http, provider, &rest).await?
         }
-        (Kind::Zoho(cfg), _) => zoho::identify(http, cfg, &ctx, &tokens.access_token).await?,
-        _ => identity::identify(http, provider, &tokens.access_token).await?,
+        (WhoAmI::RecruitUser, _) => {
+            zoho::identify(http, provider, &ctx, &tokens.access_token).await?
+        }
+        (WhoAmI::UserInfo(info), _) => {
+            identity::identify(http, provider, info, &tokens.access_token).await?
+        }
+        (WhoAmI::RestSession | WhoAmI::Unnamed, _) => Account::default(),
     };
     Ok(Established {
         account,
@@ -56,18 +62,16 @@ pub async fn after_refresh(
     mut ctx: Context,
     tokens: &TokenSet,
 ) -> Result<(Context, Option<ProviderSession>), TokenError> {
-    match &provider.kind {
-        Kind::Bullhorn(cfg) => {
-            let session = bullhorn::rest_login(http, cfg, &ctx, &tokens.access_token).await?;
-            ctx.session_rest_url = Some(session.rest_url.clone());
-            Ok((
-                ctx,
-                Some(ProviderSession {
-                    token: session.bh_rest_token,
-                    expires_at: session.expires_at,
-                }),
-            ))
-        }
-        _ => Ok((ctx, None)),
+    if !provider.needs_rest_session() {
+        return Ok((ctx, None));
     }
+    let session = bullhorn::rest_login(http, provider, &ctx, &tokens.access_token).await?;
+    ctx.session_rest_url = Some(session.rest_url.clone());
+    Ok((
+        ctx,
+        Some(ProviderSession {
+            token: session.bh_rest_token,
+            expires_at: session.expires_at,
+        }),
+    ))
 }

@@ -4,7 +4,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde_json::Value;
 
 use super::token::{TokenError, fetch};
-use crate::providers::{Kind, Provider, smartrecruiters};
+use crate::providers::{Provider, UserInfo};
 
 /// The upstream account behind a grant.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -17,11 +17,9 @@ pub struct Account {
 pub async fn identify(
     http: &reqwest::Client,
     provider: &Provider,
+    userinfo: &UserInfo,
     access_token: &SecretString,
 ) -> Result<Account, TokenError> {
-    let Some(userinfo) = &provider.userinfo else {
-        return Ok(Account::default());
-    };
     let request = http
         .get(userinfo.url.clone())
         .bearer_auth(access_token.expose_secret())
@@ -29,34 +27,13 @@ pub async fn identify(
     let body = fetch(request, "who-am-I").await?;
     let json: Value = serde_json::from_slice(&body)
         .map_err(|_| TokenError::Malformed("who-am-I answer is not JSON"))?;
-    let (id, label) = match provider.kind {
-        Kind::SmartRecruiters => smartrecruiters::account_from_me(&json)
-            .ok_or(TokenError::Malformed("users/me has no id"))?,
-        _ => {
-            let id = json
-                .pointer(&userinfo.id_pointer)
-                .and_then(scalar)
-                .ok_or(TokenError::Malformed("who-am-I answer has no account id"))?;
-            let label = userinfo
-                .label_pointer
-                .as_deref()
-                .and_then(|p| json.pointer(p))
-                .and_then(scalar);
-            (id, label)
-        }
-    };
+    let (id, label) = provider
+        .account_from_userinfo(userinfo, &json)
+        .ok_or(TokenError::Malformed("who-am-I answer has no account id"))?;
     Ok(Account {
         id: Some(clean(&id, 200)),
         label: label.map(|l| clean(&l, 200)),
     })
-}
-
-fn scalar(v: &Value) -> Option<String> {
-    match v {
-        Value::String(s) if !s.is_empty() => Some(s.clone()),
-        Value::Number(n) => Some(n.to_string()),
-        _ => None,
-    }
 }
 
 /// Provider text is shown to people (escaped by the templates); drop control characters

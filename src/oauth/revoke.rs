@@ -3,11 +3,12 @@
 use secrecy::{ExposeSecret, SecretString};
 
 use super::token::{TokenError, fetch};
-use crate::providers::{ClientAuth, Context, Kind, Provider, zoho};
+use super::zoho;
+use crate::providers::{ClientAuth, Context, Provider, Revocation};
 
 /// Whether the provider can revoke grants at all.
 pub fn supported(provider: &Provider) -> bool {
-    matches!(provider.kind, Kind::Zoho(_)) || provider.revocation_url.is_some()
+    !matches!(provider.revocation(), Revocation::Unsupported)
 }
 
 pub async fn revoke(
@@ -16,11 +17,14 @@ pub async fn revoke(
     ctx: &Context,
     refresh_token: &SecretString,
 ) -> Result<(), TokenError> {
-    if let Kind::Zoho(cfg) = &provider.kind {
-        return zoho::revoke(http, cfg, ctx, refresh_token).await;
-    }
-    let Some(url) = &provider.revocation_url else {
-        return Err(TokenError::Rejected("revocation not supported".into()));
+    let url = match provider.revocation() {
+        Revocation::Standard(url) => url,
+        Revocation::AccountsServer => {
+            return zoho::revoke(http, provider, ctx, refresh_token).await;
+        }
+        Revocation::Unsupported => {
+            return Err(TokenError::Rejected("revocation not supported".into()));
+        }
     };
     let secret = provider.client_secret.expose_secret();
     let mut params = vec![

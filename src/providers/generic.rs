@@ -2,8 +2,9 @@
 
 use secrecy::SecretString;
 
+use super::ProviderSettings;
 use super::{Kind, Provider, UserInfo};
-use crate::config::{ConfigError, ProviderSettings};
+use crate::config_error::ConfigError;
 
 pub fn build(
     id: &str,
@@ -42,12 +43,8 @@ pub fn build(
         token_url: super::url_setting(id, "token_url", raw.token_url.as_deref(), None)?,
         scopes: raw.scopes.clone().unwrap_or_default(),
         scope_separator: raw.scope_separator.clone().unwrap_or_else(|| " ".into()),
-        client_auth: super::client_auth_setting(
-            id,
-            raw.client_auth.as_deref(),
-            super::ClientAuth::Basic,
-        )?,
-        token_body: super::token_body_setting(id, raw.token_body.as_deref())?,
+        client_auth: raw.client_auth.unwrap_or(super::ClientAuth::Basic),
+        token_body: raw.token_body.unwrap_or(super::TokenBody::Form),
         pkce: raw.pkce.unwrap_or(true),
         authorize_params: raw.authorize_params.clone().into_iter().collect(),
         issuer: raw.issuer.clone(),

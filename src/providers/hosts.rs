@@ -7,7 +7,15 @@ use std::net::IpAddr;
 
 use url::{Host, Url};
 
-use crate::oauth::token::TokenError;
+/// A provider URL that may not receive a secret, or cannot be built; nothing was sent.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum HostError {
+    /// A host outside the allow-list (or not https).
+    #[error("the provider named a host that is not allowed ({0}); nothing was sent to it")]
+    Refused(String),
+    #[error("the provider's answer was not usable ({0})")]
+    Malformed(&'static str),
+}
 
 /// Where a provider's per-connection hosts may be.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -38,15 +46,15 @@ impl HostPolicy {
     }
 
     /// Parses `raw` and checks it; the error names the refused host.
-    pub fn parse(&self, raw: &str) -> Result<Url, TokenError> {
-        let url = Url::parse(raw).map_err(|_| TokenError::HostRefused(shown(raw)))?;
+    pub fn parse(&self, raw: &str) -> Result<Url, HostError> {
+        let url = Url::parse(raw).map_err(|_| HostError::Refused(shown(raw)))?;
         self.check(&url)?;
         Ok(url)
     }
 
     /// The URL may receive a secret: a safe scheme, no credentials in it, and its host
     /// under one of the suffixes.
-    pub fn check(&self, url: &Url) -> Result<(), TokenError> {
+    pub fn check(&self, url: &Url) -> Result<(), HostError> {
         transport_allowed(url, self.insecure_loopback)?;
         let host = host_name(url);
         let allowed = self.suffixes.iter().any(|suffix| {
@@ -59,13 +67,13 @@ impl HostPolicy {
         if allowed {
             Ok(())
         } else {
-            Err(TokenError::HostRefused(shown(&host)))
+            Err(HostError::Refused(shown(&host)))
         }
     }
 }
 
 /// https, or http on loopback when allowed; never user information in the URL.
-pub fn transport_allowed(url: &Url, insecure_loopback: bool) -> Result<(), TokenError> {
+pub fn transport_allowed(url: &Url, insecure_loopback: bool) -> Result<(), HostError> {
     let scheme_ok = match url.scheme() {
         "https" => true,
         "http" => insecure_loopback && is_loopback(url),
@@ -74,7 +82,7 @@ pub fn transport_allowed(url: &Url, insecure_loopback: bool) -> Result<(), Token
     if scheme_ok && url.username().is_empty() && url.password().is_none() && url.host().is_some() {
         Ok(())
     } else {
-        Err(TokenError::HostRefused(shown(&format!(
+        Err(HostError::Refused(shown(&format!(
             "{}://{}",
             url.scheme(),
             host_name(url)
@@ -103,7 +111,7 @@ fn shown(host: &str) -> String {
 /// `base` + a relative path with URL semantics: the path is appended under the base's
 /// path (a missing trailing slash cannot change the host or drop a segment), and the
 /// result must stay on the base's origin.
-pub fn join(base: &Url, path: &str) -> Result<Url, TokenError> {
+pub fn join(base: &Url, path: &str) -> Result<Url, HostError> {
     let mut dir = base.clone();
     if !dir.path().ends_with('/') {
         let with_slash = format!("{}/", dir.path());
@@ -113,9 +121,9 @@ pub fn join(base: &Url, path: &str) -> Result<Url, TokenError> {
     dir.set_fragment(None);
     let joined = dir
         .join(path.trim_start_matches('/'))
-        .map_err(|_| TokenError::Malformed("provider URL"))?;
+        .map_err(|_| HostError::Malformed("provider URL"))?;
     if joined.origin() != base.origin() {
-        return Err(TokenError::HostRefused(shown(&host_name(&joined))));
+        return Err(HostError::Refused(shown(&host_name(&joined))));
     }
     Ok(joined)
 }
@@ -147,10 +155,7 @@ mod tests {
             "ftp://rest.bullhornstaffing.com/",
             "not a url",
         ] {
-            assert!(
-                matches!(p.parse(bad), Err(TokenError::HostRefused(_))),
-                "{bad}"
-            );
+            assert!(matches!(p.parse(bad), Err(HostError::Refused(_))), "{bad}");
         }
     }
 

@@ -5,8 +5,9 @@
 use secrecy::SecretString;
 use url::Url;
 
+use super::ProviderSettings;
 use super::{ClientAuth, Kind, Provider, TokenBody, UserInfo};
-use crate::config::{ConfigError, ProviderSettings};
+use crate::config_error::ConfigError;
 
 const TOKEN_URL: &str = "https://sandbox.hurdlr.com/rest/v4/auth/token";
 const API_URL: &str = "https://sandbox.hurdlr.com";

@@ -6,17 +6,63 @@ pub mod context;
 pub mod generic;
 pub mod hosts;
 pub mod hurdlr;
+pub mod settings;
 pub mod smartrecruiters;
 pub mod zoho;
 
 use std::fmt;
 
 use secrecy::SecretString;
+use time::{Duration, OffsetDateTime};
 use url::Url;
 
-use crate::config::{ConfigError, ProviderSettings};
+use crate::config_error::ConfigError;
+use settings::KindSetting;
+pub use settings::ProviderSettings;
 
 pub use context::Context;
+use hosts::HostError;
+
+/// What a provider's card on the connect page asks for besides the button.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CardForm {
+    Button,
+    /// The username decides the data center (Bullhorn).
+    Username,
+    /// An API user's username and password on our page (Bullhorn's API-user mode).
+    ApiUser,
+}
+
+/// Where a fresh grant learns which upstream account it belongs to.
+#[derive(Debug, Clone, Copy)]
+pub enum WhoAmI<'a> {
+    /// A Bearer who-am-I endpoint (SmartRecruiters, Hurdlr, generic).
+    UserInfo(&'a UserInfo),
+    /// The provider session's own user (Bullhorn's REST `settings/userId`).
+    RestSession,
+    /// Recruit's current user at the data center (Zoho).
+    RecruitUser,
+    /// Nothing to ask: the account stays unnamed.
+    Unnamed,
+}
+
+/// How a grant is revoked at the provider.
+#[derive(Debug, Clone, Copy)]
+pub enum Revocation<'a> {
+    /// RFC 7009 at this endpoint.
+    Standard(&'a Url),
+    /// At the accounts server that issued the grant (Zoho).
+    AccountsServer,
+    Unsupported,
+}
+
+/// What a backend receives besides the access token.
+pub struct CredentialShape {
+    /// `Bearer`, `BhRestToken`, `Zoho-oauthtoken`.
+    pub token_type: &'static str,
+    /// Provider extras such as `restUrl` or `api_host`.
+    pub extras: serde_json::Map<String, serde_json::Value>,
+}
 
 /// Which quirks apply, with the provider-specific configuration they need. A new
 /// provider adds a variant and a module.
@@ -29,8 +75,9 @@ pub enum Kind {
     Hurdlr,
 }
 
-/// How the client authenticates at the token endpoint.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// How the client authenticates at the token endpoint (`client_auth`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum ClientAuth {
     /// `client_id` and `client_secret` in the request body.
     Body,
@@ -38,8 +85,9 @@ pub enum ClientAuth {
     Basic,
 }
 
-/// How token-endpoint parameters are sent.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// How token-endpoint parameters are sent (`token_body`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum TokenBody {
     Form,
     /// A JSON object, as SmartRecruiters' own example does.
@@ -128,9 +176,9 @@ impl Provider {
 
     /// The token endpoint for a connection: Bullhorn and Zoho answer at the user's data
     /// center. A Bullhorn host is checked against the allow-list at every use.
-    pub fn token_url(&self, ctx: &Context) -> Result<Url, crate::oauth::token::TokenError> {
+    pub fn token_url(&self, ctx: &Context) -> Result<Url, HostError> {
         match &self.kind {
-            Kind::Bullhorn(cfg) => Ok(bullhorn::token_url(cfg, ctx)?),
+            Kind::Bullhorn(cfg) => bullhorn::token_url(cfg, ctx),
             Kind::Zoho(cfg) => Ok(cfg.token_url(ctx).unwrap_or_else(|| self.token_url.clone())),
             _ => Ok(self.token_url.clone()),
         }
@@ -174,10 +222,148 @@ impl Provider {
         }
     }
 
+    /// What the provider's card asks for.
+    pub fn card_form(&self) -> CardForm {
+        match &self.kind {
+            Kind::Bullhorn(cfg) if cfg.api_user_mode => CardForm::ApiUser,
+            Kind::Bullhorn(_) => CardForm::Username,
+            _ => CardForm::Button,
+        }
+    }
+
+    /// A username as typed on the card, when the card asks for one.
+    pub fn valid_username(&self, username: &str) -> bool {
+        match &self.kind {
+            Kind::Bullhorn(_) => bullhorn::valid_username(username),
+            _ => false,
+        }
+    }
+
+    /// What the user should know before reconnecting, if anything.
+    pub fn reconnect_note(&self) -> Option<&'static str> {
+        match &self.kind {
+            Kind::Zoho(_) => Some(zoho::RECONNECT_NOTE),
+            _ => None,
+        }
+    }
+
+    /// The connection's context once the callback has arrived. Zoho names the data
+    /// center in the callback URL, where anyone can write anything: `None` when it is
+    /// not a known one. Other providers keep what the flow started with.
+    pub fn context_from_callback(
+        &self,
+        started: Context,
+        accounts_server: Option<&str>,
+        location: Option<&str>,
+    ) -> Option<Context> {
+        match &self.kind {
+            Kind::Zoho(cfg) => cfg.context_from_callback(accounts_server, location),
+            _ => Some(started),
+        }
+    }
+
+    /// The credential a backend uses is a provider session made from the OAuth access
+    /// token (Bullhorn's BhRestToken), not the access token itself.
+    pub fn needs_rest_session(&self) -> bool {
+        matches!(self.kind, Kind::Bullhorn(_))
+    }
+
+    pub fn who_am_i(&self) -> WhoAmI<'_> {
+        match (&self.kind, &self.userinfo) {
+            (Kind::Bullhorn(_), _) => WhoAmI::RestSession,
+            (Kind::Zoho(_), _) => WhoAmI::RecruitUser,
+            (_, Some(info)) => WhoAmI::UserInfo(info),
+            (_, None) => WhoAmI::Unnamed,
+        }
+    }
+
+    /// The account id and label in a who-am-I answer.
+    pub fn account_from_userinfo(
+        &self,
+        info: &UserInfo,
+        json: &serde_json::Value,
+    ) -> Option<(String, Option<String>)> {
+        match &self.kind {
+            Kind::SmartRecruiters => smartrecruiters::account_from_me(json),
+            _ => {
+                let id = json.pointer(&info.id_pointer).and_then(scalar)?;
+                let label = info
+                    .label_pointer
+                    .as_deref()
+                    .and_then(|p| json.pointer(p))
+                    .and_then(scalar);
+                Some((id, label))
+            }
+        }
+    }
+
+    pub fn revocation(&self) -> Revocation<'_> {
+        match (&self.kind, &self.revocation_url) {
+            (Kind::Zoho(_), _) => Revocation::AccountsServer,
+            (_, Some(url)) => Revocation::Standard(url),
+            (_, None) => Revocation::Unsupported,
+        }
+    }
+
+    /// When the background refresher should renew a grant: only where a refresh token
+    /// would otherwise lapse (single-use tokens with a lifetime, expiring grants).
+    pub fn next_refresh_at(
+        &self,
+        has_refresh_token: bool,
+        access_expires_at: Option<OffsetDateTime>,
+        refresh_expires_at: Option<OffsetDateTime>,
+    ) -> Option<OffsetDateTime> {
+        if !self.keep_alive || !has_refresh_token {
+            return None;
+        }
+        match (&self.kind, refresh_expires_at, access_expires_at) {
+            (_, Some(lapses), _) => Some(lapses - Duration::days(2)),
+            // Hurdlr's grant ends with its 90-day access token.
+            (Kind::Hurdlr, None, Some(expires)) => Some(expires - Duration::days(3)),
+            _ => None,
+        }
+    }
+
+    /// The token type and extras a backend receives for this connection. Bullhorn's
+    /// REST URL gets the BhRestToken on every call: allow-listed hosts only.
+    pub fn credential_shape(
+        &self,
+        ctx: &Context,
+        token: &str,
+    ) -> Result<CredentialShape, HostError> {
+        let mut extras = serde_json::Map::new();
+        let token_type = match &self.kind {
+            Kind::Bullhorn(cfg) => {
+                let rest_url = ctx.session_rest_url.as_deref().unwrap_or_default();
+                cfg.hosts.parse(rest_url)?;
+                extras.insert("BhRestToken".into(), token.into());
+                extras.insert("restUrl".into(), rest_url.into());
+                "BhRestToken"
+            }
+            Kind::Zoho(cfg) => {
+                extras.insert(
+                    "api_host".into(),
+                    cfg.api_host(ctx).unwrap_or_default().into(),
+                );
+                "Zoho-oauthtoken"
+            }
+            _ => "Bearer",
+        };
+        Ok(CredentialShape { token_type, extras })
+    }
+
     /// The `scope` parameter, or `None` when no scopes are configured (SmartRecruiters
     /// rejects an empty `scope=`, so it is omitted rather than sent empty).
     pub fn scope_param(&self) -> Option<String> {
         (!self.scopes.is_empty()).then(|| self.scopes.join(&self.scope_separator))
+    }
+}
+
+fn scalar(v: &serde_json::Value) -> Option<String> {
+    match v {
+        serde_json::Value::String(s) if !s.is_empty() => Some(s.clone()),
+        serde_json::Value::Number(n) => Some(n.to_string()),
+        _ => None,
     }
 }
 
@@ -200,38 +386,34 @@ pub fn from_settings(
             "provider ids use a-z, 0-9, '-' and '_' (at most 40)",
         ));
     }
-    let builtin = match (id, raw.kind.as_deref()) {
-        ("smartrecruiters", None | Some("smartrecruiters")) => "smartrecruiters",
-        ("bullhorn", None | Some("bullhorn")) => "bullhorn",
-        ("zoho", None | Some("zoho")) => "zoho",
-        ("hurdlr", None | Some("hurdlr")) => "hurdlr",
-        (_, Some("oauth2")) => "oauth2",
+    let builtin = match (id, raw.kind) {
+        ("smartrecruiters", None) => KindSetting::SmartRecruiters,
+        ("bullhorn", None) => KindSetting::Bullhorn,
+        ("zoho", None) => KindSetting::Zoho,
+        ("hurdlr", None) => KindSetting::Hurdlr,
         (_, None) => {
             return Err(ConfigError::new(
                 format!("providers.{id}.kind"),
                 "unknown built-in provider; set kind = \"oauth2\" for a generic OAuth 2.0 provider",
             ));
         }
-        (_, Some(other)) => {
-            return Err(ConfigError::new(
-                format!("providers.{id}.kind"),
-                format!("unknown kind {other:?} (expected \"oauth2\")"),
-            ));
-        }
+        (_, Some(kind)) => kind,
     };
     let (Some(client_id), Some(client_secret)) = (raw.client_id.clone(), raw.client_secret.clone())
     else {
         return Ok(Err("client_id and client_secret are not configured".into()));
     };
     let mut provider = match builtin {
-        "smartrecruiters" => smartrecruiters::build(id, raw, client_id, client_secret)?,
-        "bullhorn" => bullhorn::build(id, raw, client_id, client_secret, allow_insecure_hosts)?,
-        "zoho" => zoho::build(id, raw, client_id, client_secret)?,
-        "hurdlr" => match hurdlr::build(id, raw, client_id, client_secret)? {
+        KindSetting::SmartRecruiters => smartrecruiters::build(id, raw, client_id, client_secret)?,
+        KindSetting::Bullhorn => {
+            bullhorn::build(id, raw, client_id, client_secret, allow_insecure_hosts)?
+        }
+        KindSetting::Zoho => zoho::build(id, raw, client_id, client_secret)?,
+        KindSetting::Hurdlr => match hurdlr::build(id, raw, client_id, client_secret)? {
             Ok(p) => p,
             Err(reason) => return Ok(Err(reason)),
         },
-        _ => generic::build(id, raw, client_id, client_secret)?,
+        KindSetting::OAuth2 => generic::build(id, raw, client_id, client_secret)?,
     };
     if let Some(n) = raw.refresh_concurrency {
         if n == 0 {
@@ -305,34 +487,6 @@ pub(crate) fn url_setting(
         return Err(ConfigError::new(&setting, "must be an http or https URL"));
     }
     Ok(url)
-}
-
-pub(crate) fn client_auth_setting(
-    id: &str,
-    value: Option<&str>,
-    default: ClientAuth,
-) -> Result<ClientAuth, ConfigError> {
-    match value {
-        None => Ok(default),
-        Some("body") => Ok(ClientAuth::Body),
-        Some("basic") => Ok(ClientAuth::Basic),
-        Some(_) => Err(ConfigError::new(
-            format!("providers.{id}.client_auth"),
-            "must be \"body\" or \"basic\"",
-        )),
-    }
-}
-
-pub(crate) fn token_body_setting(id: &str, value: Option<&str>) -> Result<TokenBody, ConfigError> {
-    match value {
-        None | Some("form") => Ok(TokenBody::Form),
-        Some("json") => Ok(TokenBody::Json),
-        Some("query") => Ok(TokenBody::Query),
-        Some(_) => Err(ConfigError::new(
-            format!("providers.{id}.token_body"),
-            "must be \"form\", \"json\" or \"query\"",
-        )),
-    }
 }
 
 pub(crate) fn pointer_setting(

@@ -4,8 +4,9 @@
 use secrecy::SecretString;
 use serde::Deserialize;
 
-use super::{ClientAuth, Kind, Provider, UserInfo};
-use crate::config::{ConfigError, ProviderSettings};
+use super::ProviderSettings;
+use super::{ClientAuth, Kind, Provider, TokenBody, UserInfo};
+use crate::config_error::ConfigError;
 
 const AUTHORIZE_URL: &str = "https://www.smartrecruiters.com/identity/oauth/allow";
 const TOKEN_URL: &str = "https://www.smartrecruiters.com/identity/oauth/token";
@@ -44,7 +45,7 @@ pub fn build(
             .unwrap_or_else(|| DEFAULT_SCOPES.iter().map(|s| s.to_string()).collect()),
         scope_separator: " ".into(),
         client_auth: ClientAuth::Body,
-        token_body: super::token_body_setting(id, raw.token_body.as_deref())?,
+        token_body: raw.token_body.unwrap_or(TokenBody::Form),
         pkce: false,
         authorize_params: raw.authorize_params.clone().into_iter().collect(),
         issuer: None,

@@ -5,14 +5,15 @@
 
 use std::collections::BTreeMap;
 
-use secrecy::{ExposeSecret, SecretString};
-use serde::Deserialize;
+use secrecy::SecretString;
 use url::Url;
 
+use super::ProviderSettings;
 use super::{ClientAuth, Context, Kind, Provider, TokenBody};
-use crate::config::{ConfigError, ProviderSettings};
-use crate::oauth::identity::Account;
-use crate::oauth::token::{TokenError, fetch, read_limited, transport_error};
+use crate::config_error::ConfigError;
+
+/// Shown on the card before a reconnect.
+pub const RECONNECT_NOTE: &str = "Before you reconnect: Zoho keeps at most 20 active grants per user and silently deletes the oldest when a new one is made, which can disconnect another app you use with Zoho.";
 
 /// location → (accounts server, Recruit API host).
 const DATA_CENTERS: &[(&str, &str, &str)] = &[
@@ -191,85 +192,4 @@ pub fn build(
         keep_alive: false,
         refresh_concurrency: None,
     })
-}
-
-#[derive(Deserialize)]
-struct Users {
-    users: Vec<User>,
-}
-
-#[derive(Deserialize)]
-struct User {
-    id: serde_json::Value,
-    full_name: Option<String>,
-    email: Option<String>,
-}
-
-/// Who am I: `users?type=CurrentUser` on the data center's Recruit host.
-pub async fn identify(
-    http: &reqwest::Client,
-    cfg: &Config,
-    ctx: &Context,
-    access_token: &SecretString,
-) -> Result<Account, TokenError> {
-    let host = cfg
-        .api_host(ctx)
-        .ok_or(TokenError::Malformed("no known Recruit host"))?;
-    // Zoho wants its own scheme name, not `Bearer`.
-    let request = http
-        .get(format!("{host}/recruit/v2/users?type=CurrentUser"))
-        .header(
-            reqwest::header::AUTHORIZATION,
-            format!("Zoho-oauthtoken {}", access_token.expose_secret()),
-        );
-    let body = fetch(request, "Recruit users").await?;
-    let users: Users =
-        serde_json::from_slice(&body).map_err(|_| TokenError::Malformed("Recruit users answer"))?;
-    let user = users
-        .users
-        .into_iter()
-        .next()
-        .ok_or(TokenError::Malformed("Recruit users answer is empty"))?;
-    let id = match user.id {
-        serde_json::Value::String(s) => s,
-        serde_json::Value::Number(n) => n.to_string(),
-        _ => return Err(TokenError::Malformed("Recruit user id")),
-    };
-    let label = match (user.full_name, user.email) {
-        (Some(n), Some(e)) => Some(format!("{n} <{e}>")),
-        (n, e) => n.or(e),
-    };
-    Ok(Account {
-        id: Some(id),
-        label,
-    })
-}
-
-/// Revokes a refresh token at the connection's accounts server.
-pub async fn revoke(
-    http: &reqwest::Client,
-    cfg: &Config,
-    ctx: &Context,
-    refresh_token: &SecretString,
-) -> Result<(), TokenError> {
-    let dc = ctx
-        .accounts_server
-        .as_deref()
-        .and_then(|s| cfg.by_accounts_server(s))
-        .ok_or(TokenError::Malformed("no known accounts server"))?;
-    let mut url = Url::parse(&format!("{}/oauth/v2/token/revoke", dc.accounts_url))
-        .map_err(|_| TokenError::Malformed("accounts server"))?;
-    url.query_pairs_mut()
-        .append_pair("token", refresh_token.expose_secret());
-    let response = http.post(url).send().await.map_err(transport_error)?;
-    let status = response.status();
-    let body = read_limited(response).await?;
-    let json: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
-    if status.is_success() && json.get("error").is_none() {
-        Ok(())
-    } else if status.is_server_error() {
-        Err(TokenError::Unavailable(status.as_u16()))
-    } else {
-        Err(TokenError::Rejected("revoke refused".into()))
-    }
 }

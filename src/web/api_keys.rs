@@ -1,63 +1,22 @@
 //! API keys: issuing (shown once), listing, revoking, and checking a presented key.
 //!
-//! A check remembers a valid key for less than a second, so a busy backend's requests
-//! mostly cost one database read (the connection) instead of two, while a key revoked on
-//! any instance is refused by every instance within a second. `last_used_at` is written
-//! at most about once a minute per key.
-
-use std::collections::HashMap;
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+//! A check remembers a valid key for less than a second (`state::api_key_cache`).
+//! `last_used_at` is written at most about once a minute per key.
 
 use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::crypto;
 use crate::db;
-use crate::db::api_keys::{KeyRow, Verified};
+use crate::db::api_keys::KeyRow;
 use crate::error::{AppError, AppResult};
 use crate::state::AppState;
 
-/// How long a verified key is trusted without asking Postgres: under the one second
-/// within which a revocation must take effect everywhere.
-const TTL: Duration = Duration::from_millis(900);
-const MAX_ENTRIES: usize = 4096;
 /// Characters of a key kept readable to tell keys apart (`khk_` + 8 random characters).
 const PREFIX_CHARS: usize = 12;
 const KEY_PREFIX: &str = "khk_";
 /// `last_used_at` is refreshed when it is older than this.
 const TOUCH_EVERY: time::Duration = time::Duration::minutes(1);
-
-#[derive(Default)]
-pub struct ApiKeyCache {
-    verified: Mutex<HashMap<Vec<u8>, (Verified, Instant)>>,
-}
-
-impl ApiKeyCache {
-    fn get(&self, key_hash: &[u8]) -> Option<Verified> {
-        let map = self.verified.lock().unwrap_or_else(|p| p.into_inner());
-        map.get(key_hash)
-            .filter(|(_, at)| at.elapsed() < TTL)
-            .map(|(key, _)| *key)
-    }
-
-    fn insert(&self, key_hash: Vec<u8>, key: Verified) {
-        let mut map = self.verified.lock().unwrap_or_else(|p| p.into_inner());
-        if map.len() >= MAX_ENTRIES {
-            map.retain(|_, (_, at)| at.elapsed() < TTL);
-            if map.len() >= MAX_ENTRIES {
-                map.clear();
-            }
-        }
-        map.insert(key_hash, (key, Instant::now()));
-    }
-
-    /// Forgets a key at once on this instance (others forget it within `TTL`).
-    fn forget(&self, id: Uuid) {
-        let mut map = self.verified.lock().unwrap_or_else(|p| p.into_inner());
-        map.retain(|_, (key, _)| key.id != id);
-    }
-}
 
 /// The id of a valid key (not revoked, not expired), else `Unauthorized`.
 pub async fn authenticate(app: &AppState, presented: &str) -> AppResult<Uuid> {
@@ -141,7 +100,7 @@ pub async fn revoke(app: &AppState, id: Uuid) -> AppResult<()> {
     if !db::api_keys::revoke(&mut conn, id, app.clock.now()).await? {
         return Err(AppError::NotFound);
     }
-    app.api_keys.forget(id);
+    app.api_keys.forget_all();
     Ok(())
 }
 

@@ -12,16 +12,16 @@ use serde::Deserialize;
 use time::Duration;
 use tower_sessions::Session;
 
-use super::api_user::ApiUserLogin;
-use super::callback::upstream_failure;
 use super::csrf;
 use super::session::{self, CurrentEndUser, EndUserSession};
+use crate::connecting::api_user::{self, ApiUserLogin};
+use crate::connecting::upstream_failure;
 use crate::crypto::{self, SealedAt};
 use crate::db;
 use crate::error::{AppError, AppResult};
 use crate::link_options::{LinkOptions, Mode, Outcome};
 use crate::oauth::authorize::{AuthorizeRequest, authorize_url};
-use crate::providers::{Context, Kind, Provider, bullhorn};
+use crate::providers::{CardForm, Context, Provider};
 use crate::state::AppState;
 use secrecy::SecretString;
 
@@ -240,7 +240,7 @@ pub async fn enter(
         .provider
         .as_deref()
         .and_then(|id| app.settings.provider(id))
-        .filter(|p| card_form(p) == CardForm::Button);
+        .filter(|p| p.card_form() == CardForm::Button);
     match direct {
         Some(provider) => {
             let reconnecting = reconnecting(app, &user, provider).await?;
@@ -300,16 +300,6 @@ pub fn finish(
     Some(Redirect::to(&target).into_response())
 }
 
-/// What a card's form asks for besides the button.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CardForm {
-    Button,
-    /// Bullhorn: the username decides the data center.
-    Username,
-    /// Bullhorn API-user mode: username and password on our page.
-    ApiUser,
-}
-
 pub struct Card {
     pub id: String,
     pub name: String,
@@ -359,16 +349,6 @@ fn back_link(app: &AppState, options: &LinkOptions) -> Option<Back> {
     Some(Back { href, product })
 }
 
-fn card_form(provider: &Provider) -> CardForm {
-    match &provider.kind {
-        Kind::Bullhorn(cfg) if cfg.api_user_mode => CardForm::ApiUser,
-        Kind::Bullhorn(_) => CardForm::Username,
-        _ => CardForm::Button,
-    }
-}
-
-const ZOHO_NOTE: &str = "Before you reconnect: Zoho keeps at most 20 active grants per user and silently deletes the oldest when a new one is made, which can disconnect another app you use with Zoho.";
-
 fn card(
     provider: &Provider,
     existing: Option<&db::connections::ConnectionSummary>,
@@ -384,10 +364,8 @@ fn card(
         ),
         Some(_) => ("ok", "Connected", "Reconnect"),
     };
-    let form = card_form(provider);
-    let note = matches!(provider.kind, Kind::Zoho(_))
-        .then_some(ZOHO_NOTE)
-        .filter(|_| action == "Reconnect");
+    let form = provider.card_form();
+    let note = provider.reconnect_note().filter(|_| action == "Reconnect");
     let account = existing
         .filter(|_| status != "none")
         .and_then(|c| c.account_label.clone().or_else(|| c.account_id.clone()));
@@ -519,12 +497,12 @@ async fn start(
     let reconnecting = reconnecting(&app, &user, provider).await?;
 
     let mut ctx = Context::default();
-    if let Kind::Bullhorn(cfg) = &provider.kind {
+    if provider.card_form() != CardForm::Button {
         let username = form.username.as_deref().map(str::trim).unwrap_or_default();
-        if !bullhorn::valid_username(username) {
+        if !provider.valid_username(username) {
             return Err(AppError::BadRequest("Enter your Bullhorn username.".into()));
         }
-        if cfg.api_user_mode {
+        if provider.card_form() == CardForm::ApiUser {
             let password = form
                 .password
                 .filter(|p| !p.is_empty() && p.len() <= 200)
@@ -537,7 +515,7 @@ async fn start(
                 replace_account: form.replace_account.is_some(),
             };
             crate::telemetry::metrics::connect_flow_started(&provider.id);
-            super::api_user::connect(&app, provider, cfg, &user, reconnecting, login).await?;
+            api_user::connect(&app, provider, user.end_user_id, reconnecting, login).await?;
             crate::telemetry::metrics::connect_flow_completed(&provider.id);
             if user.options.return_url.is_some() {
                 let mut conn = app.pool.acquire().await?;
@@ -554,7 +532,7 @@ async fn start(
             )
             .into_response());
         }
-        ctx = bullhorn::login_info(&app.http, cfg, username)
+        ctx = crate::oauth::bullhorn::login_info(&app.http, provider, username)
             .await
             .map_err(|e| upstream_failure(&app, provider, "loginInfo", e))?;
     }

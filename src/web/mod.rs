@@ -3,7 +3,6 @@
 pub mod admin;
 pub mod api;
 pub mod api_keys;
-pub mod api_user;
 pub mod assets;
 pub mod brand;
 pub mod callback;

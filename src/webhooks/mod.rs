@@ -2,23 +2,18 @@
 //! secrets, signing, and the delivery worker that empties the outbox (`db::webhooks`).
 //! Events are written by the changes they report, in the same transaction.
 
-pub mod guard;
 pub mod worker;
-
-use std::sync::Arc;
-use std::time::Duration;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use hmac::{Hmac, Mac};
 use secrecy::{ExposeSecret, SecretString};
 use sha2::Sha256;
-use tokio::sync::watch;
 use uuid::Uuid;
 
-use crate::config::WebhookSettings;
 use crate::crypto::{self, CryptoError, SealedAt};
 use crate::db;
+use crate::outbound::webhook_guard as guard;
 use crate::state::AppState;
 
 /// Every event type, in the order the README lists them.
@@ -46,50 +41,6 @@ pub enum WebhookError {
     Crypto(#[from] CryptoError),
     #[error(transparent)]
     Database(#[from] sqlx::Error),
-}
-
-/// The delivery client and a counter of finished attempts (tests wait on it).
-#[derive(Clone)]
-pub struct Webhooks {
-    pub client: reqwest::Client,
-    attempts: Arc<watch::Sender<u64>>,
-    /// Wakes this instance's worker (an endpoint was added here).
-    wake: Arc<tokio::sync::Notify>,
-}
-
-impl Webhooks {
-    pub fn new(settings: &WebhookSettings) -> anyhow::Result<Self> {
-        let total = Duration::from_millis(settings.timeout_ms);
-        let mut builder = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .no_proxy()
-            .connect_timeout(Duration::from_secs(5).min(total))
-            .timeout(total)
-            .user_agent(concat!("keyhaven-webhooks/", env!("CARGO_PKG_VERSION")));
-        if !settings.allow_insecure_urls {
-            builder = builder
-                .https_only(true)
-                .dns_resolver(Arc::new(guard::GuardedResolver));
-        }
-        Ok(Self {
-            client: builder.build()?,
-            attempts: Arc::new(watch::channel(0).0),
-            wake: Arc::default(),
-        })
-    }
-
-    /// Counts finished delivery attempts (whatever their outcome).
-    pub fn attempts(&self) -> watch::Receiver<u64> {
-        self.attempts.subscribe()
-    }
-
-    async fn woken(&self) {
-        self.wake.notified().await;
-    }
-
-    fn attempt_finished(&self) {
-        self.attempts.send_modify(|n| *n += 1);
-    }
 }
 
 /// Where an endpoint's sealed secret lives (the AAD binds it to the row and column).
@@ -174,7 +125,7 @@ pub async fn add_endpoint(
     let mut conn = app.pool.acquire().await?;
     db::webhooks::create_endpoint(&mut conn, id, url.as_str(), events.as_deref(), &sealed).await?;
     tracing::info!(endpoint = %id, "webhook endpoint added");
-    app.webhooks.wake.notify_one();
+    app.webhooks.wake();
     Ok((id, secret))
 }
 

@@ -15,8 +15,9 @@ use secrecy::SecretString;
 use sqlx::postgres::PgListener;
 use tokio::task::JoinSet;
 
-use super::{guard, sealed_at, signature_header};
+use super::{sealed_at, signature_header};
 use crate::db::webhooks::{self as store, Claimed};
+use crate::outbound::webhook_guard as guard;
 use crate::state::AppState;
 
 /// Longest sleep between looks when nothing is due (also catches expired leases).

@@ -38,7 +38,7 @@ fn invalid_provider_settings_name_the_setting() {
     raw.providers.insert(
         "acme".into(),
         ProviderSettings {
-            kind: Some("oauth2".into()),
+            kind: Some(keyhaven::providers::settings::KindSetting::OAuth2),
             client_id: Some("id".into()),
             client_secret: Some("s".into()),
             authorize_url: Some("https://auth.example/authorize".into()),

@@ -8,14 +8,14 @@
 use secrecy::{ExposeSecret, SecretString};
 use uuid::Uuid;
 
-use super::callback::{Guard, ensure_same_account, upstream_failure};
-use super::session::EndUserSession;
+use super::{Guard, ensure_same_account, upstream_failure};
 use crate::db;
 use crate::error::{AppError, AppResult};
 use crate::grants::{self, NewConnection};
+use crate::oauth::bullhorn::{self, HeadlessError};
 use crate::oauth::establish::{self, Established};
 use crate::oauth::token::{self, Grant, TokenSet};
-use crate::providers::{Context, Provider, bullhorn};
+use crate::providers::{Context, Provider};
 use crate::state::AppState;
 
 pub struct ApiUserLogin<'a> {
@@ -68,10 +68,8 @@ pub async fn authorize(
         bullhorn::headless_code(&app.http, provider, &ctx, &redirect_uri, username, password)
             .await
             .map_err(|e| match e {
-                bullhorn::HeadlessError::WrongCredentials => {
-                    AppError::BadRequest(WRONG_CREDENTIALS.into())
-                }
-                bullhorn::HeadlessError::Provider(e) => {
+                HeadlessError::WrongCredentials => AppError::BadRequest(WRONG_CREDENTIALS.into()),
+                HeadlessError::Provider(e) => {
                     upstream_failure(app, provider, "headless authorize", e)
                 }
             })?;
@@ -94,15 +92,14 @@ pub async fn authorize(
 pub async fn connect(
     app: &AppState,
     provider: &Provider,
-    cfg: &bullhorn::Config,
-    user: &EndUserSession,
+    end_user_id: Uuid,
     reconnecting: Option<Uuid>,
     login: ApiUserLogin<'_>,
 ) -> AppResult<()> {
     let keys = [
         app.settings
             .keys
-            .mac("bullhorn-api-user/end-user", user.end_user_id.as_bytes()),
+            .mac("bullhorn-api-user/end-user", end_user_id.as_bytes()),
         app.settings.keys.mac(
             "bullhorn-api-user/username",
             login.username.to_lowercase().as_bytes(),
@@ -124,7 +121,7 @@ pub async fn connect(
         }
         ids
     };
-    let result = sign_in(app, provider, cfg, user, reconnecting, login).await;
+    let result = sign_in(app, provider, end_user_id, reconnecting, login).await;
     // Wrong credentials keep counting; anything else (success, the provider being
     // down) is not the person's guess.
     let wrong = matches!(&result, Err(AppError::BadRequest(m)) if m == WRONG_CREDENTIALS);
@@ -138,12 +135,11 @@ pub async fn connect(
 async fn sign_in(
     app: &AppState,
     provider: &Provider,
-    cfg: &bullhorn::Config,
-    user: &EndUserSession,
+    end_user_id: Uuid,
     reconnecting: Option<Uuid>,
     login: ApiUserLogin<'_>,
 ) -> AppResult<()> {
-    let ctx = match bullhorn::login_info(&app.http, cfg, login.username).await {
+    let ctx = match bullhorn::login_info(&app.http, provider, login.username).await {
         Ok(ctx) => ctx,
         Err(token::TokenError::Rejected(_)) => {
             return Err(AppError::BadRequest(WRONG_CREDENTIALS.into()));
@@ -154,7 +150,6 @@ async fn sign_in(
     // grant the headless login may already have created.
     let task = app.clone();
     let provider_id = provider.id.clone();
-    let user = user.clone();
     let (username, password, remember, replace_account) = (
         login.username.to_string(),
         login.password,
@@ -163,7 +158,7 @@ async fn sign_in(
     );
     let label = format!(
         "API-user connect for {}, end user {}",
-        provider.id, user.end_user_id
+        provider.id, end_user_id
     );
     crate::custody::join(app.custody.spawn(label, async move {
         let provider = task
@@ -176,7 +171,7 @@ async fn sign_in(
             remember,
             replace_account,
         };
-        connect_here(&task, provider, &user, ctx, reconnecting, login).await
+        connect_here(&task, provider, end_user_id, ctx, reconnecting, login).await
     }))
     .await?
 }
@@ -184,7 +179,7 @@ async fn sign_in(
 async fn connect_here(
     app: &AppState,
     provider: &Provider,
-    user: &EndUserSession,
+    end_user_id: Uuid,
     ctx: Context,
     reconnecting: Option<Uuid>,
     login: ApiUserLogin<'_>,
@@ -193,7 +188,7 @@ async fn connect_here(
         authorize(app, provider, ctx, login.username, &login.password).await?;
     let existing_id = {
         let mut conn = app.pool.acquire().await?;
-        db::connections::find_for_end_user(&mut conn, user.end_user_id, &provider.id)
+        db::connections::find_for_end_user(&mut conn, end_user_id, &provider.id)
             .await?
             .map(|c| c.id)
     };
@@ -222,7 +217,7 @@ async fn connect_here(
         app,
         NewConnection {
             provider,
-            end_user_id: user.end_user_id,
+            end_user_id,
             existing_id,
             tokens: &tokens,
             established: &established,
