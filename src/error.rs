@@ -1,10 +1,6 @@
-//! One error type for the whole portal. Pages render it as a friendly HTML page, the
-//! JSON API as `{"code", "message"}`; the cause is logged once and never shown.
-
-use askama::Template;
-use axum::Json;
-use axum::http::StatusCode;
-use axum::response::{Html, IntoResponse, Response};
+//! The services' error type: what went wrong, a stable code and a message safe to
+//! show. `web::error` turns it into an HTML page or a JSON body; the cause is logged once
+//! and never shown.
 
 use crate::crypto::CryptoError;
 
@@ -51,22 +47,6 @@ impl AppError {
         AppError::Internal(e.into())
     }
 
-    pub(crate) fn status(&self) -> StatusCode {
-        match self {
-            AppError::NotFound => StatusCode::NOT_FOUND,
-            AppError::BadRequest(_) => StatusCode::BAD_REQUEST,
-            AppError::NoSession => StatusCode::UNAUTHORIZED,
-            AppError::Forbidden(_) => StatusCode::FORBIDDEN,
-            AppError::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
-            AppError::Unauthorized => StatusCode::UNAUTHORIZED,
-            AppError::Conflict { .. } => StatusCode::CONFLICT,
-            AppError::Unprocessable { .. } => StatusCode::UNPROCESSABLE_ENTITY,
-            AppError::Upstream { .. } => StatusCode::BAD_GATEWAY,
-            AppError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
-            AppError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
-        }
-    }
-
     /// Stable machine-readable code for the JSON API.
     pub fn code(&self) -> &'static str {
         match self {
@@ -84,7 +64,7 @@ impl AppError {
     }
 
     /// What a person may read.
-    pub(crate) fn public_message(&self) -> String {
+    pub fn public_message(&self) -> String {
         match self {
             AppError::NotFound => "This page does not exist.".into(),
             AppError::BadRequest(m) | AppError::Forbidden(m) | AppError::TooManyRequests(m) => {
@@ -107,8 +87,8 @@ impl AppError {
         }
     }
 
-    /// Whether this error may mean broken database connections (see [`DatabaseFailure`]).
-    fn database_failure(&self) -> bool {
+    /// Whether this error may mean broken database connections (the web layer then tells the pool).
+    pub fn database_failure(&self) -> bool {
         match self {
             AppError::Unavailable(e) => crate::db::is_connection_failure(e),
             AppError::Internal(e) => e
@@ -118,15 +98,7 @@ impl AppError {
         }
     }
 
-    /// The response, marked for the pool when the error may mean broken connections.
-    fn mark(&self, mut response: Response) -> Response {
-        if self.database_failure() {
-            response.extensions_mut().insert(DatabaseFailure);
-        }
-        response
-    }
-
-    pub(crate) fn log(&self) {
+    pub fn log(&self) {
         match self {
             AppError::Unavailable(e) => tracing::warn!(error = %e, "database unavailable"),
             AppError::Internal(e) => tracing::error!(error = %format!("{e:#}"), "internal error"),
@@ -134,11 +106,6 @@ impl AppError {
         }
     }
 }
-
-/// Marks a response whose request saw a broken database connection; the router tells the
-/// pool, which then checks its other connections before reusing them.
-#[derive(Clone, Copy, Debug)]
-pub struct DatabaseFailure;
 
 /// The database is (briefly) unreachable, as opposed to the request being wrong.
 pub fn is_unavailable(e: &sqlx::Error) -> bool {
@@ -168,72 +135,5 @@ impl From<sqlx::Error> for AppError {
 impl From<CryptoError> for AppError {
     fn from(e: CryptoError) -> Self {
         AppError::Internal(e.into())
-    }
-}
-
-impl From<tower_sessions::session::Error> for AppError {
-    fn from(e: tower_sessions::session::Error) -> Self {
-        AppError::Internal(anyhow::anyhow!("session store: {e}"))
-    }
-}
-
-#[derive(Template)]
-#[template(path = "error.html")]
-pub struct ErrorPage<'a> {
-    pub title: &'a str,
-    pub message: &'a str,
-    pub retry_href: Option<&'a str>,
-}
-
-impl ErrorPage<'_> {
-    pub fn response(&self, status: StatusCode) -> Response {
-        match self.render() {
-            Ok(html) => (status, Html(html)).into_response(),
-            Err(_) => (status, self.message.to_string()).into_response(),
-        }
-    }
-}
-
-impl IntoResponse for AppError {
-    fn into_response(self) -> Response {
-        self.log();
-        let status = self.status();
-        let title = status.canonical_reason().unwrap_or("Error");
-        let message = self.public_message();
-        let retry = matches!(
-            self,
-            AppError::Unavailable(_)
-                | AppError::Internal(_)
-                | AppError::Upstream { .. }
-                | AppError::Conflict { .. }
-        )
-        .then_some("/connect");
-        let page = ErrorPage {
-            title,
-            message: &message,
-            retry_href: retry,
-        }
-        .response(status);
-        self.mark(page)
-    }
-}
-
-/// The same errors, as JSON for `/api`.
-#[derive(Debug)]
-pub struct ApiError(pub AppError);
-
-pub type ApiResult<T> = Result<T, ApiError>;
-
-impl<E: Into<AppError>> From<E> for ApiError {
-    fn from(e: E) -> Self {
-        ApiError(e.into())
-    }
-}
-
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        self.0.log();
-        let body = serde_json::json!({ "code": self.0.code(), "message": self.0.public_message() });
-        self.0.mark((self.0.status(), Json(body)).into_response())
     }
 }

@@ -12,9 +12,10 @@ use sqlx::Connection;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
+use super::error::{ApiError, ApiResult, lifecycle_response};
 use crate::crypto;
 use crate::db;
-use crate::error::{ApiError, ApiResult, AppError};
+use crate::error::AppError;
 use crate::lifecycle::{self, LifecycleError, disconnect, reconnect};
 use crate::link_options::{LinkOptions, OptionsError, RequestedOptions};
 use crate::state::AppState;
@@ -403,16 +404,8 @@ async fn user_credentials(
 /// A credential, or a JSON error with a stable code; a dead grant answers 409 with a
 /// fresh reconnect link for its user.
 async fn credential_response(app: &AppState, id: Uuid, force: bool) -> Response {
-    let error = |status: StatusCode, code: &str, message: &str| {
-        (
-            status,
-            Json(serde_json::json!({ "code": code, "message": message })),
-        )
-            .into_response()
-    };
     match lifecycle::credential(app, id, force).await {
         Ok(credential) => Json(credential).into_response(),
-        Err(LifecycleError::NotFound) => ApiError(AppError::NotFound).into_response(),
         Err(LifecycleError::NeedsReconnect) => match reconnect::issue_link(app, id).await {
             Ok((url, expires_at)) => (
                 StatusCode::CONFLICT,
@@ -426,31 +419,7 @@ async fn credential_response(app: &AppState, id: Uuid, force: bool) -> Response 
                 .into_response(),
             Err(e) => ApiError(e).into_response(),
         },
-        Err(LifecycleError::ProviderUnavailable(
-            e @ crate::oauth::token::TokenError::HostRefused(_),
-            _,
-        )) => error(
-            StatusCode::BAD_GATEWAY,
-            "host_refused",
-            &format!("{e}. An administrator has been alerted."),
-        ),
-        Err(LifecycleError::ProviderUnavailable(e, retry_after)) => {
-            let mut response = error(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "provider_unavailable",
-                &format!("The provider is unavailable ({}); the grant is kept and retried.", e.code()),
-            );
-            if let Some(after) = retry_after.and_then(|d| d.as_secs().to_string().parse().ok()) {
-                response.headers_mut().insert(axum::http::header::RETRY_AFTER, after);
-            }
-            response
-        }
-        Err(LifecycleError::ProviderMisconfigured) => error(
-            StatusCode::BAD_GATEWAY,
-            "provider_misconfigured",
-            "The provider rejected Keyhaven's client credentials; an administrator has been alerted.",
-        ),
-        Err(LifecycleError::App(e)) => ApiError(e).into_response(),
+        Err(e) => lifecycle_response(e),
     }
 }
 
@@ -552,8 +521,6 @@ async fn disconnect_response(app: &AppState, id: Uuid) -> Response {
             Json(serde_json::json!({ "status": "revoked", "revocation": revocation }))
                 .into_response()
         }
-        Err(LifecycleError::NotFound) => ApiError(AppError::NotFound).into_response(),
-        Err(LifecycleError::App(e)) => ApiError(e).into_response(),
-        Err(e) => ApiError(AppError::internal(anyhow::anyhow!("{e}"))).into_response(),
+        Err(e) => lifecycle_response(e),
     }
 }

@@ -9,11 +9,12 @@ use axum::routing::get;
 use tower_sessions::Session;
 
 use super::connect;
+use super::error::ErrorPage;
 use super::session::EndUserSession;
 use crate::connecting;
 use crate::crypto::{self, SealedAt};
 use crate::db;
-use crate::error::{AppError, AppResult, ErrorPage};
+use crate::error::{AppError, AppResult};
 use crate::link_options::{LinkOptions, Outcome};
 use crate::oauth::callback_params::CallbackParams;
 use crate::oauth::token::{self};

@@ -111,15 +111,19 @@ pub fn issue(
     Ok((nonce.token(app, purpose), Some(set)))
 }
 
+/// Whether a form's token is the one its session expects (in constant time). Sessions
+/// keep their own token; anonymous forms use the signed cookie below.
+pub fn token_matches(expected: &str, presented: &str) -> bool {
+    crypto::constant_time_eq(expected.as_bytes(), presented.as_bytes())
+}
+
 /// Whether `presented` is the token for `purpose` under this browser's unexpired cookie.
 pub fn verify(app: &AppState, headers: &HeaderMap, purpose: &str, presented: &str) -> bool {
     let now = app.clock.now().unix_timestamp();
     cookie(headers, &app.settings.cookie_name(COOKIE))
         .and_then(Nonce::parse)
         .filter(|n| n.expires > now && n.expires <= now + LIFETIME.whole_seconds() + 60)
-        .is_some_and(|n| {
-            crypto::constant_time_eq(n.token(app, purpose).as_bytes(), presented.as_bytes())
-        })
+        .is_some_and(|n| token_matches(&n.token(app, purpose), presented))
 }
 
 /// Browsers say where a request came from; a cross-site form post is refused even with

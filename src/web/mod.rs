@@ -8,6 +8,7 @@ pub mod brand;
 pub mod callback;
 pub mod connect;
 pub mod csrf;
+pub mod error;
 pub mod health;
 pub mod home;
 pub mod observe;
@@ -24,8 +25,9 @@ use tower_http::limit::RequestBodyLimitLayer;
 use tower_sessions::cookie::SameSite;
 use tower_sessions::{Expiry, SessionManagerLayer};
 
-use crate::error::{AppError, DatabaseFailure};
+use crate::error::AppError;
 use crate::state::AppState;
+use error::DatabaseFailure;
 use session_store::Sessions;
 
 /// The end user's session cookie (`__Host-` prefixed on https).

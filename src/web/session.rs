@@ -35,7 +35,7 @@ impl EndUserSession {
     }
 
     pub fn csrf_matches(&self, presented: &str) -> bool {
-        crypto::constant_time_eq(self.csrf.as_bytes(), presented.as_bytes())
+        crate::web::csrf::token_matches(&self.csrf, presented)
     }
 }
 

@@ -102,7 +102,7 @@ impl AdminSession {
     }
 
     fn csrf_matches(&self, presented: &str) -> bool {
-        crypto::constant_time_eq(self.csrf.as_bytes(), presented.as_bytes())
+        crate::web::csrf::token_matches(&self.csrf, presented)
     }
 
     /// The actor recorded on events this admin causes.
@@ -253,7 +253,7 @@ struct AdminErrorPage<'a> {
 impl IntoResponse for AdminError {
     fn into_response(self) -> Response {
         self.0.log();
-        let status = self.0.status();
+        let status = crate::web::error::status(&self.0);
         let message = match &self.0 {
             AppError::NoSession => "Sign in again.".to_string(),
             other => other.public_message(),
