@@ -3,6 +3,7 @@
 
 pub mod authorize;
 pub mod callback_params;
+pub mod client;
 pub mod establish;
 pub mod identity;
 pub mod revoke;
