@@ -265,3 +265,349 @@ impl<'de> Deserialize<'de> for Peek {
         deserializer.deserialize_map(Object)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use axum::body::Bytes;
+    use axum::http::{HeaderMap, Method, Uri};
+    use axum::response::IntoResponse;
+    use base64::Engine;
+    use secrecy::SecretString;
+    use time::OffsetDateTime;
+
+    use super::*;
+    use crate::config::ProviderSettings;
+    use crate::oauth::token::{self, Grant, TokenSet};
+    use crate::providers::{self, Context};
+
+    /// A request as the provider received it.
+    struct Seen {
+        method: Method,
+        uri: Uri,
+        headers: HeaderMap,
+        body: Bytes,
+    }
+
+    /// One answer of the stub provider: status, headers, body.
+    type Answer = (u16, Vec<(&'static str, String)>, Vec<u8>);
+
+    /// A provider endpoint on loopback that records each request and gives one answer.
+    async fn stub(answer: Answer) -> (Url, Arc<Mutex<Vec<Seen>>>) {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let log = seen.clone();
+        let router = axum::Router::new().fallback(
+            move |method: Method, uri: Uri, headers: HeaderMap, body: Bytes| {
+                log.lock().expect("not poisoned").push(Seen {
+                    method,
+                    uri,
+                    headers,
+                    body,
+                });
+                let (status, headers, body) = answer.clone();
+                async move {
+                    let mut response =
+                        (StatusCode::from_u16(status).expect("a status"), body).into_response();
+                    for (name, value) in headers {
+                        response
+                            .headers_mut()
+                            .insert(name, HeaderValue::from_str(&value).expect("a value"));
+                    }
+                    response
+                }
+            },
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let url = Url::parse(&format!(
+            "http://{}/oauth/token?tenant=t1",
+            listener.local_addr().expect("address")
+        ))
+        .expect("a URL");
+        tokio::spawn(async move { axum::serve(listener, router).await });
+        (url, seen)
+    }
+
+    fn provider(token_url: &Url, auth: ClientAuth, body: TokenBody) -> Provider {
+        let raw = ProviderSettings {
+            kind: Some("oauth2".into()),
+            client_id: Some("the client:1".into()),
+            client_secret: Some(SecretString::from("s&cret/+=")),
+            authorize_url: Some("https://provider.test/authorize".into()),
+            token_url: Some(token_url.to_string()),
+            ..ProviderSettings::default()
+        };
+        let mut provider = providers::from_settings("acme", &raw, true)
+            .expect("valid settings")
+            .expect("offered");
+        provider.client_auth = auth;
+        provider.token_body = body;
+        provider
+    }
+
+    fn json_ok(body: &str) -> Answer {
+        (
+            200,
+            vec![("content-type", "application/json".into())],
+            body.as_bytes().to_vec(),
+        )
+    }
+
+    const TOKEN: &str = r#"{"access_token":"at","token_type":"bearer","expires_in":60}"#;
+
+    async fn exchange(provider: &Provider) -> Result<TokenSet, TokenError> {
+        let http =
+            crate::state::outbound_client(std::time::Duration::from_secs(5)).expect("client");
+        let grant = Grant::Code {
+            code: "c:1/2",
+            redirect_uri: "https://portal.test/oauth/acme/callback",
+            verifier: Some("v"),
+        };
+        token::request(
+            &http,
+            provider,
+            &Context::default(),
+            grant,
+            OffsetDateTime::now_utc(),
+        )
+        .await
+    }
+
+    fn pairs(s: &[u8]) -> Vec<(String, String)> {
+        url::form_urlencoded::parse(s).into_owned().collect()
+    }
+
+    fn expected_params(with_client: bool) -> Vec<(String, String)> {
+        let mut params = vec![
+            ("grant_type", "authorization_code"),
+            ("code", "c:1/2"),
+            ("code_verifier", "v"),
+        ];
+        if with_client {
+            params.extend([
+                ("client_id", "the client:1"),
+                ("client_secret", "s&cret/+="),
+            ]);
+        }
+        params.push(("redirect_uri", "https://portal.test/oauth/acme/callback"));
+        params
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn bullhorn_style_parameters_go_in_the_query_string_of_an_empty_post() {
+        let (url, seen) = stub(json_ok(TOKEN)).await;
+        let tokens = exchange(&provider(&url, ClientAuth::Body, TokenBody::Query))
+            .await
+            .expect("accepted");
+        assert_eq!(tokens.token_type.as_deref(), Some("bearer"));
+        let seen = seen.lock().expect("not poisoned");
+        let [request] = &seen[..] else {
+            panic!("one request")
+        };
+        assert_eq!(request.method, Method::POST);
+        assert_eq!(request.uri.path(), "/oauth/token");
+        let mut expected = vec![("tenant".to_string(), "t1".to_string())];
+        expected.extend(expected_params(true));
+        assert_eq!(
+            pairs(request.uri.query().unwrap_or("").as_bytes()),
+            expected
+        );
+        assert!(request.body.is_empty());
+        assert_eq!(request.headers[CONTENT_LENGTH], "0");
+        assert!(request.headers.get(CONTENT_TYPE).is_none());
+        assert!(request.headers.get("authorization").is_none());
+    }
+
+    #[tokio::test]
+    async fn a_json_body_carries_every_parameter_as_a_string() {
+        let (url, seen) = stub(json_ok(TOKEN)).await;
+        exchange(&provider(&url, ClientAuth::Body, TokenBody::Json))
+            .await
+            .expect("accepted");
+        let seen = seen.lock().expect("not poisoned");
+        let request = &seen[0];
+        assert_eq!(request.headers[CONTENT_TYPE], "application/json");
+        assert_eq!(request.uri.query(), Some("tenant=t1"));
+        let body: Map<String, Value> = serde_json::from_slice(&request.body).expect("JSON");
+        let expected: Map<String, Value> = expected_params(true)
+            .into_iter()
+            .map(|(k, v)| (k, Value::String(v)))
+            .collect();
+        assert_eq!(body, expected);
+    }
+
+    #[tokio::test]
+    async fn basic_client_auth_encodes_both_parts_and_keeps_the_secret_out_of_the_form() {
+        let (url, seen) = stub(json_ok(TOKEN)).await;
+        exchange(&provider(&url, ClientAuth::Basic, TokenBody::Form))
+            .await
+            .expect("accepted");
+        let seen = seen.lock().expect("not poisoned");
+        let request = &seen[0];
+        assert_eq!(
+            request.headers[CONTENT_TYPE],
+            "application/x-www-form-urlencoded"
+        );
+        assert_eq!(request.headers["accept"], "application/json");
+        let credentials =
+            base64::engine::general_purpose::STANDARD.encode("the+client%3A1:s%26cret%2F%2B%3D");
+        assert_eq!(
+            request.headers["authorization"],
+            format!("Basic {credentials}").as_str()
+        );
+        assert_eq!(pairs(&request.body), expected_params(false));
+    }
+
+    #[tokio::test]
+    async fn answers_are_classified_before_the_crate_reads_them() {
+        let cases: Vec<(Answer, Result<Option<&str>, TokenError>)> = vec![
+            // JSON under another content type is read as JSON.
+            (
+                (
+                    200,
+                    vec![("content-type", "text/plain".into())],
+                    TOKEN.into(),
+                ),
+                Ok(Some("bearer")),
+            ),
+            // Hurdlr: no token_type, no content type at all.
+            (
+                (
+                    200,
+                    vec![],
+                    br#"{"access_token":"a","expires_in":"5"}"#.to_vec(),
+                ),
+                Ok(None),
+            ),
+            (
+                (
+                    429,
+                    vec![("retry-after", "7".into())],
+                    b"slow down".to_vec(),
+                ),
+                Err(TokenError::Throttled {
+                    retry_after: Some(Duration::from_secs(7)),
+                }),
+            ),
+            (
+                (503, vec![], br#"{"error":"invalid_grant"}"#.to_vec()),
+                Err(TokenError::Unavailable(503)),
+            ),
+            // Zoho: an error inside a 200.
+            (
+                json_ok(r#"{"error":"invalid_code"}"#),
+                Err(TokenError::InvalidGrant("invalid_code".into())),
+            ),
+            (
+                (
+                    400,
+                    vec![("retry-after", "9".into())],
+                    br#"{"error":"Access Denied","status":"failure"}"#.to_vec(),
+                ),
+                Err(TokenError::Throttled {
+                    retry_after: Some(Duration::from_secs(9)),
+                }),
+            ),
+            (
+                (401, vec![], br#"{"error":"invalid_client"}"#.to_vec()),
+                Err(TokenError::InvalidClient),
+            ),
+            // Redirects are not followed.
+            (
+                (
+                    307,
+                    vec![("location", "https://elsewhere.test/token".into())],
+                    vec![],
+                ),
+                Err(TokenError::Rejected("http_307".into())),
+            ),
+            (
+                json_ok(&format!(
+                    r#"{{"access_token":"a","pad":"{}"}}"#,
+                    "x".repeat(64 * 1024)
+                )),
+                Err(TokenError::Malformed("response too large")),
+            ),
+            (
+                json_ok(r#"{"access_token":""}"#),
+                Err(TokenError::Malformed("no access_token")),
+            ),
+            (
+                json_ok("[]"),
+                Err(TokenError::Malformed("not a JSON object")),
+            ),
+        ];
+        for (answer, expected) in cases {
+            let shown = format!("{answer:?}");
+            let (url, seen) = stub(answer).await;
+            let outcome = exchange(&provider(&url, ClientAuth::Body, TokenBody::Form)).await;
+            assert_eq!(
+                outcome.map(|t| t.token_type).as_ref().map(|t| t.as_deref()),
+                expected.as_ref().map(|t| *t),
+                "{shown}"
+            );
+            assert_eq!(seen.lock().expect("not poisoned").len(), 1, "sent once");
+        }
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_provider_is_not_a_timeout() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let url = Url::parse(&format!(
+            "http://{}/token",
+            listener.local_addr().expect("address")
+        ))
+        .expect("a URL");
+        drop(listener);
+        let outcome = exchange(&provider(&url, ClientAuth::Body, TokenBody::Form)).await;
+        assert_eq!(outcome.err(), Some(TokenError::Unreachable));
+    }
+
+    #[tokio::test]
+    async fn revocation_goes_through_the_crate_to_a_loopback_http_endpoint() {
+        let (url, seen) = stub((200, vec![], vec![])).await;
+        let mut provider = provider(&url, ClientAuth::Basic, TokenBody::Json);
+        provider.revocation_url = Some(url.clone());
+        let http =
+            crate::state::outbound_client(std::time::Duration::from_secs(5)).expect("client");
+        crate::oauth::revoke::revoke(
+            &http,
+            &provider,
+            &Context::default(),
+            &SecretString::from("rt"),
+        )
+        .await
+        .expect("revoked");
+        {
+            let seen = seen.lock().expect("not poisoned");
+            let request = &seen[0];
+            assert_eq!(request.uri.to_string(), "/oauth/token?tenant=t1");
+            // A form body whatever the token endpoint's shape.
+            assert_eq!(
+                pairs(&request.body),
+                vec![
+                    ("token".to_string(), "rt".to_string()),
+                    ("token_type_hint".to_string(), "refresh_token".to_string()),
+                ]
+            );
+            assert!(request.headers.contains_key("authorization"));
+        }
+        let (url, _) = stub((503, vec![], vec![])).await;
+        provider.revocation_url = Some(url);
+        assert_eq!(
+            crate::oauth::revoke::revoke(
+                &http,
+                &provider,
+                &Context::default(),
+                &SecretString::from("rt"),
+            )
+            .await,
+            Err(TokenError::Unavailable(503))
+        );
+    }
+}

@@ -243,7 +243,11 @@ async fn an_unreadable_token_answer_reaches_no_log_and_no_page() {
                 r#"{{"access_token":["{RAW_ANSWER_SENTINEL}"],"refresh_token":"{RAW_ANSWER_SENTINEL}","token_type":"bearer"}}"#
             ),
         ),
-        (200, "text/html", format!("<html>{RAW_ANSWER_SENTINEL}</html>")),
+        (
+            200,
+            "text/html",
+            format!("<html>{RAW_ANSWER_SENTINEL}</html>"),
+        ),
         (
             400,
             "application/json",
