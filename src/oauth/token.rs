@@ -1,5 +1,6 @@
-//! Token-endpoint calls (code exchange and refresh) shaped for each provider, and the
-//! classification of every answer into a token set or a failure class.
+//! Token-endpoint calls (code exchange and refresh) through the `oauth2` crate, sent by
+//! `client::ProviderHttp` in each provider's shape; the failure classes, and the token
+//! response every provider's answer is read into.
 
 use std::borrow::Cow;
 use std::fmt;
