@@ -262,13 +262,6 @@ pub fn token_hash(token: &str) -> Vec<u8> {
     Sha256::digest(token.as_bytes()).to_vec()
 }
 
-/// PKCE S256: a fresh verifier and its challenge (RFC 7636).
-pub fn pkce_pair() -> Result<(String, String), CryptoError> {
-    let verifier = random_token()?;
-    let challenge = URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes()));
-    Ok((verifier, challenge))
-}
-
 /// HMAC-SHA256 of `parts`, each prefixed with its length so that no two different
 /// lists of parts give the same input.
 pub fn keyed_hash(key: &[u8; 32], parts: &[&[u8]]) -> [u8; 32] {

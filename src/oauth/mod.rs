@@ -4,6 +4,7 @@
 pub mod authorize;
 pub mod bullhorn;
 pub mod callback_params;
+pub mod client;
 pub mod establish;
 pub mod identity;
 pub mod revoke;

@@ -1,10 +1,13 @@
-//! Revoking a grant at the provider: RFC 7009 for standard servers, Zoho's own endpoint.
+//! Revoking a grant at the provider: RFC 7009 through the `oauth2` crate for standard
+//! servers, Zoho's own endpoint.
 
+use oauth2::{RefreshToken, StandardRevocableToken};
 use secrecy::{ExposeSecret, SecretString};
 
-use super::token::{TokenError, fetch};
+use super::client::{self, ProviderHttp};
+use super::token::TokenError;
 use super::zoho;
-use crate::providers::{ClientAuth, Context, Provider, Revocation};
+use crate::providers::{Context, Provider, Revocation};
 
 /// Whether the provider can revoke grants at all.
 pub fn supported(provider: &Provider) -> bool {
@@ -26,19 +29,14 @@ pub async fn revoke(
             return Err(TokenError::Rejected("revocation not supported".into()));
         }
     };
-    let secret = provider.client_secret.expose_secret();
-    let mut params = vec![
-        ("token", refresh_token.expose_secret()),
-        ("token_type_hint", "refresh_token"),
-    ];
-    let mut req = http.post(url.clone());
-    match provider.client_auth {
-        ClientAuth::Basic => req = req.basic_auth(&provider.client_id, Some(secret)),
-        ClientAuth::Body => {
-            params.push(("client_id", &provider.client_id));
-            params.push(("client_secret", secret));
-        }
-    }
-    // RFC 7009 §2.2: 200 whether or not the token was valid.
-    fetch(req.form(&params), "revocation").await.map(|_| ())
+    let client = client::for_provider(provider).set_revocation_url(client::revocation_url(url));
+    let token = StandardRevocableToken::RefreshToken(RefreshToken::new(
+        refresh_token.expose_secret().to_owned(),
+    ));
+    client
+        .revoke_token(token)
+        .map_err(|_| TokenError::HostRefused(url.origin().ascii_serialization()))?
+        .request_async(&ProviderHttp::revocation(http, url))
+        .await
+        .map_err(client::request_error)
 }

@@ -1,17 +1,22 @@
-//! Token-endpoint calls (code exchange and refresh) shaped for each provider, and the
-//! classification of every answer into a token set or a failure class.
+//! Token-endpoint calls (code exchange and refresh) through the `oauth2` crate, sent by
+//! `client::ProviderHttp` in each provider's shape; the failure classes, and the token
+//! response every provider's answer is read into.
 
+use std::borrow::Cow;
 use std::fmt;
 use std::time::Duration;
 
-use base64::Engine;
-use base64::engine::general_purpose::STANDARD;
+use oauth2::{
+    AccessToken, AuthorizationCode, PkceCodeVerifier, RedirectUrl, RefreshToken, Scope, TokenUrl,
+};
 use reqwest::StatusCode;
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::SecretString;
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use time::OffsetDateTime;
 
-use crate::providers::{ClientAuth, Context, Provider, TokenBody};
+use super::client::{self, ProviderHttp};
+use crate::providers::{Context, Provider};
 
 const MAX_BODY: usize = 64 * 1024;
 
@@ -134,68 +139,34 @@ async fn send(
     grant: Grant<'_>,
     now: OffsetDateTime,
 ) -> Result<TokenSet, TokenError> {
-    let mut params: Vec<(&str, &str)> = vec![("grant_type", grant.kind())];
-    match &grant {
+    let client =
+        client::for_provider(provider).set_token_uri(TokenUrl::from_url(provider.token_url(ctx)?));
+    let http = ProviderHttp::token(http, client.token_uri().url(), provider.token_body);
+    let answer = match grant {
         Grant::Code {
             code,
             redirect_uri,
             verifier,
         } => {
-            params.push(("code", code));
-            params.push(("redirect_uri", redirect_uri));
-            if let Some(v) = verifier {
-                params.push(("code_verifier", v));
+            let redirect_uri = RedirectUrl::new(redirect_uri.to_owned())
+                .map_err(|_| TokenError::Rejected("request could not be built".into()))?;
+            let mut request = client
+                .exchange_code(AuthorizationCode::new(code.to_owned()))
+                .set_redirect_uri(Cow::Owned(redirect_uri));
+            if let Some(verifier) = verifier {
+                request = request.set_pkce_verifier(PkceCodeVerifier::new(verifier.to_owned()));
             }
+            request.request_async(&http).await
         }
-        Grant::Refresh { refresh_token } => params.push(("refresh_token", refresh_token)),
-    }
-    let secret = provider.client_secret.expose_secret();
-    if provider.client_auth == ClientAuth::Body {
-        params.push(("client_id", &provider.client_id));
-        params.push(("client_secret", secret));
-    }
-    let mut url = provider.token_url(ctx)?;
-    if provider.token_body == TokenBody::Query {
-        url.query_pairs_mut().extend_pairs(&params);
-    }
-    let mut req = http
-        .post(url)
-        .header(reqwest::header::ACCEPT, "application/json");
-    if provider.client_auth == ClientAuth::Basic {
-        req = req.header(
-            reqwest::header::AUTHORIZATION,
-            basic_auth(&provider.client_id, secret),
-        );
-    }
-    req = match provider.token_body {
-        TokenBody::Form => req.form(&params),
-        // Bullhorn: everything is already in the query string; the body stays empty.
-        TokenBody::Query => req.header(reqwest::header::CONTENT_LENGTH, "0"),
-        TokenBody::Json => req.json(
-            &params
-                .iter()
-                .map(|(k, v)| (k.to_string(), Value::from(*v)))
-                .collect::<Map<String, Value>>(),
-        ),
+        Grant::Refresh { refresh_token } => {
+            let refresh_token = RefreshToken::new(refresh_token.to_owned());
+            client
+                .exchange_refresh_token(&refresh_token)
+                .request_async(&http)
+                .await
+        }
     };
-    let response = req.send().await.map_err(transport_error)?;
-    let status = response.status();
-    let retry_after = response
-        .headers()
-        .get(reqwest::header::RETRY_AFTER)
-        .and_then(|v| v.to_str().ok())
-        .and_then(parse_retry_after);
-    let body = read_limited(response).await?;
-    classify(status, retry_after, &body, now)
-}
-
-/// RFC 6749 §2.3.1: both parts are form-encoded before Base64.
-fn basic_auth(id: &str, secret: &str) -> String {
-    let enc = |s: &str| url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
-    format!(
-        "Basic {}",
-        STANDARD.encode(format!("{}:{}", enc(id), enc(secret)))
-    )
+    Ok(answer.map_err(client::request_error)?.into_token_set(now))
 }
 
 pub(crate) fn transport_error(e: reqwest::Error) -> TokenError {
@@ -227,6 +198,12 @@ pub(crate) async fn fetch(
     let response = request.send().await.map_err(transport_error)?;
     let status = response.status();
     let body = read_limited(response).await?;
+    check_status(status, what)?;
+    Ok(body)
+}
+
+/// The failure class of a provider API's non-2xx status.
+pub(crate) fn check_status(status: StatusCode, what: &str) -> Result<(), TokenError> {
     if status == StatusCode::TOO_MANY_REQUESTS {
         return Err(TokenError::Throttled { retry_after: None });
     }
@@ -239,7 +216,7 @@ pub(crate) async fn fetch(
             status.as_u16()
         )));
     }
-    Ok(body)
+    Ok(())
 }
 
 /// The longest wait a `Retry-After` can ask for; longer values are clamped.
@@ -247,7 +224,7 @@ const MAX_RETRY_AFTER_SECS: u64 = 24 * 3600;
 /// The furthest expiry a token response can claim; further ones are clamped.
 const MAX_EXPIRY: time::Duration = time::Duration::days(400);
 
-fn parse_retry_after(value: &str) -> Option<Duration> {
+pub(crate) fn parse_retry_after(value: &str) -> Option<Duration> {
     let value = value.trim();
     let secs = if value.bytes().all(|b| b.is_ascii_digit()) && !value.is_empty() {
         // Too many digits for a u64 is still "a very long time".
@@ -288,51 +265,103 @@ fn expiry(now: OffsetDateTime, issued_at: OffsetDateTime, expires_in: i64) -> Of
     }
 }
 
-/// Turns a token-endpoint answer into a token set or a failure class.
-pub fn classify(
-    status: StatusCode,
-    retry_after: Option<Duration>,
-    body: &[u8],
-    now: OffsetDateTime,
-) -> Result<TokenSet, TokenError> {
-    let json: Option<Map<String, Value>> = serde_json::from_slice(body).ok();
-    if status == StatusCode::TOO_MANY_REQUESTS {
-        return Err(TokenError::Throttled { retry_after });
-    }
-    if status.is_server_error() {
-        return Err(TokenError::Unavailable(status.as_u16()));
-    }
-    // Some providers (Zoho) report errors with HTTP 200, so an `error` key wins over the status.
-    if let Some(code) = json
-        .as_ref()
-        .and_then(|j| j.get("error"))
-        .and_then(Value::as_str)
-    {
-        return Err(error_from_code(code, retry_after));
-    }
-    if !status.is_success() {
-        return Err(TokenError::Rejected(format!("http_{}", status.as_u16())));
-    }
-    let json = json.ok_or(TokenError::Malformed("not a JSON object"))?;
-    let access_token =
-        non_empty_str(&json, "access_token").ok_or(TokenError::Malformed("no access_token"))?;
-    let expires_in = json.get("expires_in").and_then(as_i64);
-    // Hurdlr dates expiry from its own `created_at` rather than from the response.
-    let issued_at = json
-        .get("created_at")
-        .and_then(as_i64)
-        .and_then(|s| OffsetDateTime::from_unix_timestamp(s).ok())
-        .unwrap_or(now);
-    Ok(TokenSet {
-        access_token: SecretString::from(access_token),
-        refresh_token: non_empty_str(&json, "refresh_token").map(SecretString::from),
-        token_type: non_empty_str(&json, "token_type").map(|t| sanitize(&t)),
-        expires_at: expires_in.map(|s| expiry(now, issued_at, s)),
-        scope: non_empty_str(&json, "scope").map(|s| sanitize(&s)),
-    })
+/// A token-endpoint answer as our providers send it, read by the `oauth2` crate:
+/// `expires_in` as a number or a string, Hurdlr's `created_at` (expiry is dated from it)
+/// and missing `token_type`; empty strings count as absent; display strings are
+/// sanitized. Only an access token is required.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(try_from = "Map<String, Value>")]
+pub struct ProviderTokenResponse {
+    access_token: AccessToken,
+    refresh_token: Option<RefreshToken>,
+    token_type: ProviderTokenType,
+    expires_in: Option<i64>,
+    created_at: Option<i64>,
+    /// The granted scope as sent, split at single spaces (joined back, it is unchanged).
+    scope: Option<Vec<Scope>>,
 }
 
-fn error_from_code(code: &str, retry_after: Option<Duration>) -> TokenError {
+/// The `token_type` a provider sent, if any (Hurdlr sends none).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct ProviderTokenType(pub Option<String>);
+
+impl oauth2::TokenType for ProviderTokenType {}
+
+impl TryFrom<Map<String, Value>> for ProviderTokenResponse {
+    type Error = &'static str;
+
+    fn try_from(json: Map<String, Value>) -> Result<Self, Self::Error> {
+        let access_token = non_empty_str(&json, "access_token").ok_or("no access_token")?;
+        Ok(Self {
+            access_token: AccessToken::new(access_token),
+            refresh_token: non_empty_str(&json, "refresh_token").map(RefreshToken::new),
+            token_type: ProviderTokenType(non_empty_str(&json, "token_type").map(|t| sanitize(&t))),
+            expires_in: json.get("expires_in").and_then(as_i64),
+            created_at: json.get("created_at").and_then(as_i64),
+            scope: non_empty_str(&json, "scope").map(|s| {
+                sanitize(&s)
+                    .split(' ')
+                    .map(|s| Scope::new(s.into()))
+                    .collect()
+            }),
+        })
+    }
+}
+
+impl oauth2::TokenResponse for ProviderTokenResponse {
+    type TokenType = ProviderTokenType;
+
+    fn access_token(&self) -> &AccessToken {
+        &self.access_token
+    }
+
+    fn token_type(&self) -> &ProviderTokenType {
+        &self.token_type
+    }
+
+    fn expires_in(&self) -> Option<Duration> {
+        self.expires_in
+            .and_then(|s| u64::try_from(s).ok())
+            .map(Duration::from_secs)
+    }
+
+    fn refresh_token(&self) -> Option<&RefreshToken> {
+        self.refresh_token.as_ref()
+    }
+
+    fn scopes(&self) -> Option<&Vec<Scope>> {
+        self.scope.as_ref()
+    }
+}
+
+impl ProviderTokenResponse {
+    /// The token set to store; `expires_in` counts from Hurdlr's own `created_at` where
+    /// given, else from `now`.
+    pub fn into_token_set(self, now: OffsetDateTime) -> TokenSet {
+        let issued_at = self
+            .created_at
+            .and_then(|s| OffsetDateTime::from_unix_timestamp(s).ok())
+            .unwrap_or(now);
+        TokenSet {
+            access_token: SecretString::from(self.access_token.into_secret()),
+            refresh_token: self
+                .refresh_token
+                .map(|t| SecretString::from(t.into_secret())),
+            token_type: self.token_type.0,
+            expires_at: self.expires_in.map(|s| expiry(now, issued_at, s)),
+            scope: self.scope.map(|scopes| {
+                scopes
+                    .iter()
+                    .map(|s| s.as_str())
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            }),
+        }
+    }
+}
+
+pub(crate) fn error_from_code(code: &str, retry_after: Option<Duration>) -> TokenError {
     match code {
         // Zoho says `invalid_code` for a dead code or refresh token.
         "invalid_grant" | "invalid_code" => TokenError::InvalidGrant(code.to_string()),
@@ -365,10 +394,46 @@ pub fn sanitize(s: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Mutex;
+
+    use oauth2::{ClientId, HttpRequest};
+
     use super::*;
 
     fn now() -> OffsetDateTime {
         OffsetDateTime::from_unix_timestamp(1_700_000_000).expect("valid")
+    }
+
+    /// A code exchange through the `oauth2` crate whose HTTP client receives this answer:
+    /// the client's classification, then the crate reading our token response.
+    fn classify(
+        status: StatusCode,
+        retry_after: Option<Duration>,
+        body: &[u8],
+        now: OffsetDateTime,
+    ) -> Result<TokenSet, TokenError> {
+        let answer = Mutex::new(Some(client::token_answer(
+            status,
+            retry_after,
+            body.to_vec(),
+        )));
+        let http = |_: HttpRequest| {
+            let answer = answer.lock().expect("not poisoned").take();
+            async move { answer.expect("one request") }
+        };
+        let client = client::OAuthClient::new(ClientId::new("client".into()))
+            .set_token_uri(TokenUrl::new("https://provider.test/token".into()).expect("valid"));
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("runtime");
+        runtime.block_on(async {
+            client
+                .exchange_code(AuthorizationCode::new("code".into()))
+                .request_async(&http)
+                .await
+                .map(|r| r.into_token_set(now))
+                .map_err(client::request_error)
+        })
     }
 
     #[test]

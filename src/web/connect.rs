@@ -20,7 +20,7 @@ use crate::crypto::{self, SealedAt};
 use crate::db;
 use crate::error::{AppError, AppResult};
 use crate::link_options::{LinkOptions, Mode, Outcome};
-use crate::oauth::authorize::{AuthorizeRequest, authorize_url};
+use crate::oauth::authorize::{self, AuthorizeRequest, authorize_url};
 use crate::providers::{CardForm, Context, Provider};
 use crate::state::AppState;
 use secrecy::SecretString;
@@ -562,13 +562,13 @@ async fn authorize(
     let state = crypto::random_token()?;
     let state_hash = crypto::token_hash(&state);
     let pkce = if provider.pkce {
-        Some(crypto::pkce_pair()?)
+        Some(authorize::pkce()?)
     } else {
         None
     };
     let sealed_verifier = match &pkce {
         Some((verifier, _)) => Some(app.settings.keys.seal(
-            verifier.as_bytes(),
+            verifier.secret().as_bytes(),
             SealedAt {
                 table: "pending_authorizations",
                 column: "pkce_verifier",
@@ -611,9 +611,10 @@ async fn authorize(
         &AuthorizeRequest {
             redirect_uri: &redirect_uri,
             state: &state,
-            pkce_challenge: pkce.as_ref().map(|(_, c)| c.as_str()),
+            pkce_challenge: pkce.as_ref().map(|(_, c)| c),
         },
-    );
+    )
+    .map_err(AppError::internal)?;
     tracing::info!(provider = %provider.id, "authorization started");
     crate::telemetry::metrics::connect_flow_started(&provider.id);
     Ok(Redirect::to(url.as_str()).into_response())

@@ -222,3 +222,97 @@ async fn no_secret_appears_in_logs_pages_api_bodies_or_the_database_dump() {
         }
     }
 }
+
+const RAW_ANSWER_SENTINEL: &str = "sentinel-raw-token-answer-7e6d5c4b";
+/// The stub token endpoint `acme` is pointed at (the settings hook takes no captures).
+static UNREADABLE_TOKEN_URL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+/// Token answers the portal cannot use, each carrying a secret-looking value: one the
+/// `oauth2` crate fails to read (it keeps the raw body in its error), one that is not
+/// JSON, one refusal. None of their text reaches the logs or the page.
+#[tokio::test]
+async fn an_unreadable_token_answer_reaches_no_log_and_no_page() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    let answers: [(u16, &str, String); 3] = [
+        (
+            200,
+            "text/plain",
+            format!(
+                r#"{{"access_token":["{RAW_ANSWER_SENTINEL}"],"refresh_token":"{RAW_ANSWER_SENTINEL}","token_type":"bearer"}}"#
+            ),
+        ),
+        (
+            200,
+            "text/html",
+            format!("<html>{RAW_ANSWER_SENTINEL}</html>"),
+        ),
+        (
+            400,
+            "application/json",
+            format!(r#"{{"error_description":"{RAW_ANSWER_SENTINEL}"}}"#),
+        ),
+    ];
+    let hits = Arc::new(AtomicUsize::new(0));
+    let stub_hits = hits.clone();
+    let stub = axum::Router::new().route(
+        "/token",
+        axum::routing::post(move || {
+            let (status, content_type, body) =
+                answers[stub_hits.fetch_add(1, Ordering::SeqCst) % answers.len()].clone();
+            async move {
+                (
+                    axum::http::StatusCode::from_u16(status).unwrap(),
+                    [("content-type", content_type)],
+                    body,
+                )
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let stub_url = format!("http://{}/token", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, stub).await });
+    UNREADABLE_TOKEN_URL.set(stub_url).unwrap();
+    let app = spawn_app_with(Options {
+        tweak: |s| {
+            let url = UNREADABLE_TOKEN_URL.get().unwrap().parse().unwrap();
+            s.providers
+                .iter_mut()
+                .find(|p| p.id == "acme")
+                .unwrap()
+                .token_url = url;
+        },
+        ..Options::default()
+    })
+    .await;
+    let browser = app.user_browser("unreadable").await;
+    let mut pages = Vec::new();
+    for expected in [
+        "not a usable token response (no access_token)",
+        "not a usable token response (not a JSON object)",
+        "the provider refused the request (http_400)",
+    ] {
+        let r = app.connect(&browser, "acme").await;
+        assert_eq!(r.status(), StatusCode::BAD_GATEWAY);
+        let page = r.text().await.unwrap();
+        assert!(page.contains("Nothing was changed"), "{page}");
+        pages.push(page);
+        assert!(
+            captured_logs().contains(expected),
+            "the failure is logged by its class: {expected}"
+        );
+    }
+    assert_eq!(hits.load(Ordering::SeqCst), 3, "each answer was received");
+    assert_eq!(app.connection_count().await, 0);
+    assert!(
+        !captured_logs().contains(RAW_ANSWER_SENTINEL),
+        "the raw answer appears in the logs"
+    );
+    for page in &pages {
+        assert!(
+            !page.contains(RAW_ANSWER_SENTINEL),
+            "the raw answer appears in a page"
+        );
+    }
+}
