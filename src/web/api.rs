@@ -17,6 +17,7 @@ use crate::db;
 use crate::error::{ApiError, ApiResult, AppError};
 use crate::lifecycle::{self, LifecycleError, disconnect, reconnect};
 use crate::link_options::{LinkOptions, OptionsError, RequestedOptions};
+use crate::model::{Actor, ConnectionStatus};
 use crate::state::AppState;
 
 pub fn router() -> Router<AppState> {
@@ -207,7 +208,8 @@ fn validate_text(field: &str, value: Option<&str>, min: usize, max: usize) -> Re
 pub struct ConnectionView {
     pub id: Uuid,
     pub provider: String,
-    pub status: String,
+    #[schema(value_type = String)]
+    pub status: ConnectionStatus,
     pub account_id: Option<String>,
     pub account_label: Option<String>,
     pub scopes: Option<String>,
@@ -547,11 +549,12 @@ async fn delete_user_connection(
 }
 
 async fn disconnect_response(app: &AppState, id: Uuid) -> Response {
-    match disconnect::disconnect(app, id, "api").await {
-        Ok(revocation) => {
-            Json(serde_json::json!({ "status": "revoked", "revocation": revocation }))
-                .into_response()
-        }
+    match disconnect::disconnect(app, id, &Actor::Api).await {
+        Ok(revocation) => Json(serde_json::json!({
+            "status": ConnectionStatus::Revoked,
+            "revocation": revocation
+        }))
+        .into_response(),
         Err(LifecycleError::NotFound) => ApiError(AppError::NotFound).into_response(),
         Err(LifecycleError::App(e)) => ApiError(e).into_response(),
         Err(e) => ApiError(AppError::internal(anyhow::anyhow!("{e}"))).into_response(),

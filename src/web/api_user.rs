@@ -13,6 +13,7 @@ use super::session::EndUserSession;
 use crate::db;
 use crate::error::{AppError, AppResult};
 use crate::grants::{self, NewConnection};
+use crate::model::Actor;
 use crate::oauth::establish::{self, Established};
 use crate::oauth::token::{self, Grant, TokenSet};
 use crate::providers::{Context, Provider, bullhorn};
@@ -227,7 +228,7 @@ async fn connect_here(
             tokens: &tokens,
             established: &established,
             credentials: credentials.as_ref(),
-            actor: "end_user",
+            actor: &Actor::EndUser,
         },
     )
     .await?;

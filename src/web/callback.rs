@@ -15,6 +15,7 @@ use crate::db;
 use crate::error::{AppError, AppResult, ErrorPage};
 use crate::grants::{self, NewConnection};
 use crate::link_options::{LinkOptions, Outcome};
+use crate::model::{Actor, ConnectionStatus};
 use crate::oauth::callback_params::CallbackParams;
 use crate::oauth::token::{self, Grant, TokenError};
 use crate::oauth::{establish, revoke};
@@ -284,7 +285,7 @@ async fn exchange_and_store(app: &AppState, x: Exchange) -> AppResult<uuid::Uuid
             tokens: &tokens,
             established: &established,
             credentials: None,
-            actor: "end_user",
+            actor: &Actor::EndUser,
         },
     )
     .await;
@@ -344,7 +345,7 @@ pub(crate) async fn ensure_same_account(
     let existing = db::connections::get(&mut conn, connection_id)
         .await?
         .ok_or(AppError::NotFound)?;
-    if guard == Guard::Page && existing.status == "revoked" {
+    if guard == Guard::Page && existing.status == ConnectionStatus::Revoked {
         return Ok(());
     }
     if existing.account_id.is_some() && existing.account_id != account.id {
