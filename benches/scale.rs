@@ -158,7 +158,7 @@ async fn main() {
                 later.sort();
                 let f = ListFilter {
                     provider,
-                    status,
+                    status: status.map(|s: &str| s.parse().unwrap()),
                     pattern: None,
                 };
                 // A page from the middle of the order: its cursor is the row half-way.
@@ -319,7 +319,7 @@ async fn seed(portal: &support::Portal, rows: i64) {
     // Failure history, for the dashboard's recent failures.
     sqlx::query(
         "INSERT INTO connection_events (connection_id, kind, detail, actor, at)
-         SELECT md5('c' || n)::uuid, 'refresh_failed', 'invalid_grant', 'refresher',
+         SELECT md5('c' || n)::uuid, 'refresh_failed', 'invalid_grant', 'keyhaven',
                 now() - (n % 100000) * interval '1 second'
          FROM generate_series(0::bigint, $1::bigint - 1, 50) AS n",
     )

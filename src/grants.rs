@@ -30,7 +30,7 @@ pub struct NewConnection<'a> {
     pub established: &'a Established,
     /// Bullhorn API-user credentials, when the user asked for automatic recovery.
     pub credentials: Option<&'a SecretString>,
-    pub actor: &'a str,
+    pub actor: &'a crate::model::Actor,
 }
 
 /// Seals and stores the grant, creating the connection or replacing its grant in place.

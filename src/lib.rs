@@ -20,6 +20,7 @@ pub mod grants;
 pub mod housekeeping;
 pub mod lifecycle;
 pub mod link_options;
+pub mod model;
 pub mod oauth;
 pub mod outbound;
 pub mod providers;

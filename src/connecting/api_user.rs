@@ -12,6 +12,7 @@ use super::{Guard, ensure_same_account, upstream_failure};
 use crate::db;
 use crate::error::{AppError, AppResult};
 use crate::grants::{self, NewConnection};
+use crate::model::Actor;
 use crate::oauth::bullhorn::{self, HeadlessError};
 use crate::oauth::establish::{self, Established};
 use crate::oauth::token::{self, Grant, TokenSet};
@@ -222,7 +223,7 @@ async fn connect_here(
             tokens: &tokens,
             established: &established,
             credentials: credentials.as_ref(),
-            actor: "end_user",
+            actor: &Actor::EndUser,
         },
     )
     .await?;

@@ -7,6 +7,7 @@ pub mod api_user;
 use crate::db;
 use crate::error::{AppError, AppResult};
 use crate::grants::{self, NewConnection};
+use crate::model::{Actor, ConnectionStatus};
 use crate::oauth::token::{self, Grant, TokenError};
 use crate::oauth::{establish, revoke};
 use crate::providers::{Context, Provider};
@@ -72,7 +73,7 @@ pub async fn exchange_and_store(app: &AppState, x: Exchange) -> AppResult<uuid::
             tokens: &tokens,
             established: &established,
             credentials: None,
-            actor: "end_user",
+            actor: &Actor::EndUser,
         },
     )
     .await;
@@ -132,7 +133,7 @@ pub async fn ensure_same_account(
     let existing = db::connections::get(&mut conn, connection_id)
         .await?
         .ok_or(AppError::NotFound)?;
-    if guard == Guard::Page && existing.status == "revoked" {
+    if guard == Guard::Page && existing.status == ConnectionStatus::Revoked {
         return Ok(());
     }
     if existing.account_id.is_some() && existing.account_id != account.id {

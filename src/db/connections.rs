@@ -4,18 +4,22 @@ use sqlx::{Connection, PgConnection};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
+use crate::model::{Actor, ConnectionStatus, FailureCode};
+
 /// What pages and the API show about a connection (no secrets).
 #[derive(Debug, Clone)]
 pub struct ConnectionSummary {
     pub id: Uuid,
     pub provider: String,
-    pub status: String,
+    pub status: ConnectionStatus,
     pub account_id: Option<String>,
     pub account_label: Option<String>,
     pub scopes: Option<String>,
     pub access_expires_at: Option<OffsetDateTime>,
     pub last_refreshed_at: Option<OffsetDateTime>,
     pub last_error: Option<String>,
+    /// Why it failed, while it is degraded or needs reconnect.
+    pub failure_code: Option<FailureCode>,
     pub created_at: OffsetDateTime,
     pub updated_at: OffsetDateTime,
 }
@@ -26,8 +30,9 @@ pub async fn list_for_end_user(
 ) -> sqlx::Result<Vec<ConnectionSummary>> {
     sqlx::query_as!(
         ConnectionSummary,
-        r#"SELECT id, provider, status, account_id, account_label, scopes, access_expires_at,
-                  last_refreshed_at, last_error, created_at, updated_at
+        r#"SELECT id, provider, status AS "status: ConnectionStatus", account_id, account_label, scopes,
+                  access_expires_at, last_refreshed_at, last_error,
+                  failure_code AS "failure_code: FailureCode", created_at, updated_at
            FROM connections WHERE end_user_id = $1 ORDER BY provider"#,
         end_user_id
     )
@@ -38,8 +43,9 @@ pub async fn list_for_end_user(
 pub async fn get(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<Option<ConnectionSummary>> {
     sqlx::query_as!(
         ConnectionSummary,
-        r#"SELECT id, provider, status, account_id, account_label, scopes, access_expires_at,
-                  last_refreshed_at, last_error, created_at, updated_at
+        r#"SELECT id, provider, status AS "status: ConnectionStatus", account_id, account_label, scopes,
+                  access_expires_at, last_refreshed_at, last_error,
+                  failure_code AS "failure_code: FailureCode", created_at, updated_at
            FROM connections WHERE id = $1"#,
         id
     )
@@ -63,7 +69,7 @@ pub struct NewGrant<'a> {
     pub access_expires_at: Option<OffsetDateTime>,
     pub refresh_expires_at: Option<OffsetDateTime>,
     pub next_refresh_at: Option<OffsetDateTime>,
-    pub actor: &'a str,
+    pub actor: &'a Actor,
     pub now: OffsetDateTime,
 }
 
@@ -103,7 +109,7 @@ pub async fn store_grant(conn: &mut PgConnection, g: NewGrant<'_>) -> sqlx::Resu
                provider_credentials = EXCLUDED.provider_credentials,
                refresh_failures = 0, access_expires_at = EXCLUDED.access_expires_at,
                next_refresh_at = EXCLUDED.next_refresh_at, lease_until = NULL, lease_owner = NULL,
-               version = c.version + 1, last_error = NULL,
+               version = c.version + 1, last_error = NULL, failure_code = NULL,
                last_refreshed_at = EXCLUDED.last_refreshed_at, updated_at = EXCLUDED.updated_at
              WHERE c.id = EXCLUDED.id
              RETURNING c.id, (xmax = 0) AS created
@@ -130,7 +136,7 @@ pub async fn store_grant(conn: &mut PgConnection, g: NewGrant<'_>) -> sqlx::Resu
         g.refresh_expires_at,
         g.next_refresh_at,
         g.now,
-        g.actor,
+        g.actor as &Actor,
         g.provider_session,
         g.provider_credentials,
     )
@@ -161,8 +167,9 @@ pub async fn end_user_with_connections(
 ) -> sqlx::Result<Option<(super::end_users::EndUser, Vec<ConnectionSummary>)>> {
     let rows = sqlx::query!(
         r#"SELECT e.id AS end_user_id, e.external_id, e.email, e.display_name,
-                  c.id AS "id?", c.provider AS "provider?", c.status AS "status?", c.account_id, c.account_label,
-                  c.scopes, c.access_expires_at, c.last_refreshed_at, c.last_error,
+                  c.id AS "id?", c.provider AS "provider?", c.status AS "status?: ConnectionStatus",
+                  c.account_id, c.account_label, c.scopes, c.access_expires_at, c.last_refreshed_at,
+                  c.last_error, c.failure_code AS "failure_code: FailureCode",
                   c.created_at AS "created_at?", c.updated_at AS "updated_at?"
            FROM end_users e LEFT JOIN connections c ON c.end_user_id = e.id
            WHERE e.id = $1 ORDER BY c.provider"#,
@@ -192,6 +199,7 @@ pub async fn end_user_with_connections(
                 access_expires_at: r.access_expires_at,
                 last_refreshed_at: r.last_refreshed_at,
                 last_error: r.last_error,
+                failure_code: r.failure_code,
                 created_at: r.created_at?,
                 updated_at: r.updated_at?,
             })
@@ -207,8 +215,9 @@ pub async fn find_for_end_user(
 ) -> sqlx::Result<Option<ConnectionSummary>> {
     sqlx::query_as!(
         ConnectionSummary,
-        r#"SELECT id, provider, status, account_id, account_label, scopes, access_expires_at,
-                  last_refreshed_at, last_error, created_at, updated_at
+        r#"SELECT id, provider, status AS "status: ConnectionStatus", account_id, account_label, scopes,
+                  access_expires_at, last_refreshed_at, last_error,
+                  failure_code AS "failure_code: FailureCode", created_at, updated_at
            FROM connections WHERE end_user_id = $1 AND provider = $2"#,
         end_user_id,
         provider
@@ -239,7 +248,7 @@ pub async fn refresh_backlog(conn: &mut PgConnection) -> sqlx::Result<u64> {
 /// `None` when this database has no such table.
 pub async fn counts_by_provider_and_status(
     conn: &mut PgConnection,
-) -> sqlx::Result<Option<Vec<(String, String, i64)>>> {
+) -> sqlx::Result<Option<Vec<(String, ConnectionStatus, i64)>>> {
     let exists: bool = sqlx::query_scalar("SELECT to_regclass('connection_counts') IS NOT NULL")
         .fetch_one(&mut *conn)
         .await?;
@@ -253,7 +262,9 @@ pub async fn counts_by_provider_and_status(
 }
 
 /// `(provider, status, count)` counted over every connection (a full scan: use sparingly).
-pub async fn grouped_counts(conn: &mut PgConnection) -> sqlx::Result<Vec<(String, String, i64)>> {
+pub async fn grouped_counts(
+    conn: &mut PgConnection,
+) -> sqlx::Result<Vec<(String, ConnectionStatus, i64)>> {
     sqlx::query_as("SELECT provider, status, count(*) FROM connections GROUP BY provider, status")
         .fetch_all(conn)
         .await

@@ -13,10 +13,12 @@ use sqlx::{Connection, PgConnection};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
+use crate::model::{ConnectionStatus, EventKind};
+
 #[derive(Debug, Clone)]
 pub struct StatusCount {
     pub provider: String,
-    pub status: String,
+    pub status: ConnectionStatus,
     pub n: i64,
 }
 
@@ -25,7 +27,7 @@ pub async fn counts_by_provider_and_status(
 ) -> sqlx::Result<Vec<StatusCount>> {
     sqlx::query_as!(
         StatusCount,
-        r#"SELECT provider AS "provider!", status AS "status!", count AS "n!"
+        r#"SELECT provider AS "provider!", status AS "status!: ConnectionStatus", count AS "n!"
            FROM connection_counts WHERE count <> 0 ORDER BY provider, status"#
     )
     .fetch_all(conn)
@@ -39,7 +41,7 @@ pub struct FailureEvent {
     pub provider: String,
     pub external_id: String,
     pub display_name: Option<String>,
-    pub kind: String,
+    pub kind: EventKind,
     pub detail: Option<String>,
     pub at: OffsetDateTime,
 }
@@ -51,7 +53,7 @@ pub async fn recent_failures(
     sqlx::query_as!(
         FailureEvent,
         r#"SELECT c.id AS connection_id, c.provider, u.external_id, u.display_name,
-                  e.kind, e.detail, e.at
+                  e.kind AS "kind: EventKind", e.detail, e.at
            FROM connection_events e
            JOIN connections c ON c.id = e.connection_id
            JOIN end_users u ON u.id = c.end_user_id
@@ -89,7 +91,7 @@ pub async fn recent_alarms(conn: &mut PgConnection, limit: i64) -> sqlx::Result<
 pub struct ListRow {
     pub id: Uuid,
     pub provider: String,
-    pub status: String,
+    pub status: ConnectionStatus,
     pub account_id: Option<String>,
     pub account_label: Option<String>,
     pub access_expires_at: Option<OffsetDateTime>,
@@ -138,7 +140,7 @@ impl ListRow {
 
 pub struct ListFilter<'a> {
     pub provider: Option<&'a str>,
-    pub status: Option<&'a str>,
+    pub status: Option<ConnectionStatus>,
     /// An ILIKE pattern with the user's wildcards already escaped.
     pub pattern: Option<&'a str>,
 }
@@ -166,7 +168,7 @@ macro_rules! list_query {
     (@one $conn:expr, $f:expr, $limit:expr, $search:tt, $key:tt, $cast:tt, $op:tt, $dir:tt, $value:expr, $id:expr) => {
         sqlx::query_as!(
             ListRow,
-            r#"SELECT c.id, c.provider, c.status, c.account_id, c.account_label,
+            r#"SELECT c.id, c.provider, c.status AS "status: ConnectionStatus", c.account_id, c.account_label,
                       c.access_expires_at, c.last_refreshed_at, c.last_error,
                       c.created_at, c.updated_at, u.external_id, u.email, u.display_name
                FROM connections c JOIN end_users u ON u.id = c.end_user_id
@@ -189,7 +191,7 @@ macro_rules! list_query {
                 + $dir
                 + " LIMIT $6",
             $f.provider,
-            $f.status,
+            $f.status as Option<ConnectionStatus>,
             $f.pattern,
             $id,
             $value,
@@ -332,7 +334,7 @@ async fn list_in(
 pub struct Detail {
     pub id: Uuid,
     pub provider: String,
-    pub status: String,
+    pub status: ConnectionStatus,
     pub account_id: Option<String>,
     pub account_label: Option<String>,
     pub scopes: Option<String>,
@@ -353,7 +355,8 @@ pub struct Detail {
 pub async fn detail(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<Option<Detail>> {
     sqlx::query_as!(
         Detail,
-        r#"SELECT c.id, c.provider, c.status, c.account_id, c.account_label, c.scopes, c.metadata,
+        r#"SELECT c.id, c.provider, c.status AS "status: ConnectionStatus", c.account_id, c.account_label,
+                  c.scopes, c.metadata,
                   c.access_expires_at, c.refresh_expires_at, c.next_refresh_at,
                   c.last_refreshed_at, c.last_error, c.refresh_failures, c.created_at,
                   c.updated_at, u.external_id, u.email, u.display_name

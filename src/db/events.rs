@@ -4,28 +4,30 @@ use sqlx::PgConnection;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
+use crate::model::{Actor, EventKind};
+
 #[derive(Debug, Clone)]
 pub struct Event {
-    pub kind: String,
+    pub kind: EventKind,
     pub detail: Option<String>,
-    pub actor: String,
+    pub actor: Actor,
     pub at: OffsetDateTime,
 }
 
 pub async fn record(
     conn: &mut PgConnection,
     connection_id: Uuid,
-    kind: &str,
+    kind: EventKind,
     detail: Option<&str>,
-    actor: &str,
+    actor: &Actor,
     at: OffsetDateTime,
 ) -> sqlx::Result<()> {
     sqlx::query!(
         "INSERT INTO connection_events (connection_id, kind, detail, actor, at) VALUES ($1, $2, $3, $4, $5)",
         connection_id,
-        kind,
+        kind as EventKind,
         detail,
-        actor,
+        actor as &Actor,
         at
     )
     .execute(conn)
@@ -40,7 +42,8 @@ pub async fn list(
 ) -> sqlx::Result<Vec<Event>> {
     sqlx::query_as!(
         Event,
-        "SELECT kind, detail, actor, at FROM connection_events WHERE connection_id = $1 ORDER BY at DESC, id DESC LIMIT $2",
+        r#"SELECT kind AS "kind: EventKind", detail, actor AS "actor: Actor", at
+           FROM connection_events WHERE connection_id = $1 ORDER BY at DESC, id DESC LIMIT $2"#,
         connection_id,
         limit
     )

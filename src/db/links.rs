@@ -5,9 +5,11 @@ use sqlx::PgConnection;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
+use crate::model::LinkKind;
+
 #[derive(Debug, Clone)]
 pub struct Link {
-    pub kind: String,
+    pub kind: LinkKind,
     pub end_user_id: Uuid,
     pub connection_id: Option<Uuid>,
     pub expires_at: OffsetDateTime,
@@ -54,7 +56,7 @@ pub async fn create_connect(
 pub async fn create(
     conn: &mut PgConnection,
     token_hash: &[u8],
-    kind: &str,
+    kind: LinkKind,
     end_user_id: Uuid,
     connection_id: Option<Uuid>,
     expires_at: OffsetDateTime,
@@ -76,7 +78,7 @@ pub async fn create_sealed(
     conn: &mut PgConnection,
     token_hash: &[u8],
     token_sealed: Option<&[u8]>,
-    kind: &str,
+    kind: LinkKind,
     end_user_id: Uuid,
     connection_id: Option<Uuid>,
     expires_at: OffsetDateTime,
@@ -85,7 +87,7 @@ pub async fn create_sealed(
         "INSERT INTO links (token_hash, token_sealed, kind, end_user_id, connection_id, expires_at) VALUES ($1, $2, $3, $4, $5, $6)",
         token_hash,
         token_sealed,
-        kind,
+        kind as LinkKind,
         end_user_id,
         connection_id,
         expires_at
@@ -98,7 +100,9 @@ pub async fn create_sealed(
 pub async fn find(conn: &mut PgConnection, token_hash: &[u8]) -> sqlx::Result<Option<Link>> {
     sqlx::query_as!(
         Link,
-        "SELECT kind, end_user_id, connection_id, expires_at, used_at, return_url, providers, provider, mode FROM links WHERE token_hash = $1",
+        r#"SELECT kind AS "kind: LinkKind", end_user_id, connection_id, expires_at, used_at, return_url,
+                  providers, provider, mode
+           FROM links WHERE token_hash = $1"#,
         token_hash
     )
     .fetch_optional(conn)
@@ -115,7 +119,7 @@ pub async fn consume_reconnect(
         Link,
         r#"UPDATE links SET used_at = $2
            WHERE token_hash = $1 AND kind = 'reconnect' AND used_at IS NULL AND expires_at > $2
-           RETURNING kind, end_user_id, connection_id, expires_at, used_at, return_url, providers, provider, mode"#,
+           RETURNING kind AS "kind: LinkKind", end_user_id, connection_id, expires_at, used_at, return_url, providers, provider, mode"#,
         token_hash,
         now
     )

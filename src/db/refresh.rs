@@ -5,6 +5,7 @@
 use sqlx::{Connection, PgConnection};
 
 use super::webhooks;
+use crate::model::{Actor, ConnectionStatus, EventKind, FailureCode};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
@@ -14,7 +15,7 @@ pub struct GrantRow {
     pub id: Uuid,
     pub end_user_id: Uuid,
     pub provider: String,
-    pub status: String,
+    pub status: ConnectionStatus,
     pub account_id: Option<String>,
     pub metadata: serde_json::Value,
     pub access_token: Option<Vec<u8>>,
@@ -33,7 +34,7 @@ pub struct GrantRow {
 pub async fn load(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<Option<GrantRow>> {
     sqlx::query_as!(
         GrantRow,
-        r#"SELECT id, end_user_id, provider, status, account_id, metadata, access_token, refresh_token,
+        r#"SELECT id, end_user_id, provider, status AS "status: ConnectionStatus", account_id, metadata, access_token, refresh_token,
                   provider_session, provider_credentials, access_expires_at, refresh_expires_at,
                   lease_until, version, refresh_failures,
                   CASE WHEN status = 'degraded' AND next_refresh_at > now()
@@ -58,7 +59,7 @@ pub async fn claim_lease(
         GrantRow,
         r#"UPDATE connections SET lease_until = now() + $3 * interval '1 second', lease_owner = $2
            WHERE id = $1 AND (lease_until IS NULL OR lease_until < now())
-           RETURNING id, end_user_id, provider, status, account_id, metadata, access_token, refresh_token,
+           RETURNING id, end_user_id, provider, status AS "status: ConnectionStatus", account_id, metadata, access_token, refresh_token,
                      provider_session, provider_credentials, access_expires_at, refresh_expires_at,
                      lease_until, version, refresh_failures,
                      CASE WHEN status = 'degraded' AND next_refresh_at > now()
@@ -126,7 +127,7 @@ pub async fn claim_due(
              LIMIT $5
              FOR UPDATE SKIP LOCKED
            )
-           RETURNING id, end_user_id, provider, status, account_id, metadata, access_token, refresh_token,
+           RETURNING id, end_user_id, provider, status AS "status: ConnectionStatus", account_id, metadata, access_token, refresh_token,
                      provider_session, provider_credentials, access_expires_at, refresh_expires_at,
                      lease_until, version, refresh_failures,
                      CASE WHEN status = 'degraded' AND next_refresh_at > now()
@@ -154,8 +155,8 @@ pub struct Refreshed<'a> {
     pub access_expires_at: Option<OffsetDateTime>,
     pub refresh_expires_at: Option<OffsetDateTime>,
     pub next_refresh_at: Option<OffsetDateTime>,
-    pub event: &'a str,
-    pub actor: &'a str,
+    pub event: EventKind,
+    pub actor: &'a Actor,
     /// False while a post-step (Bullhorn's REST login) still needs the lease.
     pub release_lease: bool,
     /// Who claimed the lease for this refresh (only that holder's lease is released).
@@ -192,7 +193,7 @@ pub async fn store_refreshed(
                provider_session = $5, metadata = $6, access_expires_at = $7, next_refresh_at = $9,
                lease_until = CASE WHEN $13 AND lease_owner = $14 THEN NULL ELSE lease_until END,
                lease_owner = CASE WHEN $13 AND lease_owner = $14 THEN NULL ELSE lease_owner END,
-               version = version + 1, last_error = NULL,
+               version = version + 1, last_error = NULL, failure_code = NULL,
                refresh_failures = 0, last_refreshed_at = $10, updated_at = $10
              FROM old
              WHERE connections.id = old.id AND version = $2 AND connections.status <> 'revoked'
@@ -201,7 +202,8 @@ pub async fn store_refreshed(
              INSERT INTO connection_events (connection_id, kind, detail, actor, at)
              SELECT id, $11, NULL, $12, $10 FROM up
            )
-           SELECT up.version, up.old_status, held.held AS "held!" FROM up, held"#,
+           SELECT up.version, up.old_status AS "old_status: ConnectionStatus", held.held AS "held!"
+           FROM up, held"#,
         r.id,
         r.expected_version,
         r.access_token,
@@ -212,15 +214,15 @@ pub async fn store_refreshed(
         r.refresh_expires_at,
         r.next_refresh_at,
         r.now,
-        r.event,
-        r.actor,
+        r.event as EventKind,
+        r.actor as &Actor,
         r.release_lease,
         r.owner,
     )
     .fetch_optional(&mut *tx)
     .await?;
     if let Some(row) = &row
-        && row.old_status == "degraded"
+        && row.old_status == ConnectionStatus::Degraded
     {
         webhooks::enqueue(&mut tx, "connection.recovered", r.id, None, r.now).await?;
     }
@@ -232,17 +234,21 @@ pub async fn store_refreshed(
 }
 
 /// The grant is dead: the user must reconnect. Only if nothing replaced it meanwhile.
+/// `code` says why (the user's explanation, the webhook's reason); `reason` is the
+/// detail for admins.
 pub async fn mark_needs_reconnect(
     conn: &mut PgConnection,
     id: Uuid,
     expected_version: i64,
+    code: FailureCode,
     reason: &str,
     now: OffsetDateTime,
 ) -> sqlx::Result<bool> {
     let mut tx = conn.begin().await?;
     let done = sqlx::query_scalar!(
         r#"WITH up AS (
-             UPDATE connections SET status = 'needs_reconnect', last_error = $3, next_refresh_at = NULL,
+             UPDATE connections SET status = 'needs_reconnect', last_error = $3, failure_code = $5,
+                    next_refresh_at = NULL,
                     lease_until = NULL, lease_owner = NULL, updated_at = $4
              WHERE id = $1 AND version = $2 AND status IN ('active', 'degraded')
              RETURNING id
@@ -254,14 +260,13 @@ pub async fn mark_needs_reconnect(
         id,
         expected_version,
         reason,
-        now
+        now,
+        code as FailureCode
     )
     .fetch_one(&mut *tx)
     .await?;
     if done > 0 {
-        let event = "connection.needs_reconnect";
-        let code = webhooks::reason_code(event, reason);
-        webhooks::enqueue(&mut tx, event, id, Some(code), now).await?;
+        webhooks::enqueue(&mut tx, "connection.needs_reconnect", id, Some(code), now).await?;
     }
     tx.commit().await?;
     Ok(done > 0)
@@ -273,6 +278,7 @@ pub async fn mark_degraded(
     conn: &mut PgConnection,
     id: Uuid,
     owner: &str,
+    code: FailureCode,
     reason: &str,
     backoff_secs: i64,
     now: OffsetDateTime,
@@ -283,7 +289,7 @@ pub async fn mark_degraded(
              SELECT id, status FROM connections WHERE id = $1 FOR UPDATE
            ), up AS (
              UPDATE connections SET status = CASE WHEN connections.status = 'active' THEN 'degraded' ELSE connections.status END,
-                    last_error = $3, next_refresh_at = now() + $4 * interval '1 second', refresh_failures = refresh_failures + 1,
+                    last_error = $3, failure_code = $6, next_refresh_at = now() + $4 * interval '1 second', refresh_failures = refresh_failures + 1,
                     lease_until = NULL, lease_owner = NULL, updated_at = $5
              FROM old
              WHERE connections.id = old.id AND lease_owner = $2
@@ -297,14 +303,13 @@ pub async fn mark_degraded(
         owner,
         reason,
         backoff_secs as f64,
-        now
+        now,
+        code as FailureCode
     )
     .fetch_one(&mut *tx)
     .await?;
     if edge {
-        let event = "connection.degraded";
-        let code = webhooks::reason_code(event, reason);
-        webhooks::enqueue(&mut tx, event, id, Some(code), now).await?;
+        webhooks::enqueue(&mut tx, "connection.degraded", id, Some(code), now).await?;
     }
     tx.commit().await?;
     Ok(())
@@ -407,7 +412,7 @@ pub async fn wipe(
     conn: &mut PgConnection,
     id: Uuid,
     detail: &str,
-    actor: &str,
+    actor: &Actor,
     now: OffsetDateTime,
 ) -> sqlx::Result<()> {
     let mut tx = conn.begin().await?;
@@ -428,7 +433,7 @@ pub async fn wipe(
            SELECT COALESCE(bool_or(disconnected), false) AS "edge!" FROM up"#,
         id,
         detail,
-        actor,
+        actor as &Actor,
         now
     )
     .fetch_one(&mut *tx)

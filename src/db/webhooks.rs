@@ -6,6 +6,8 @@ use sqlx::{Connection, PgConnection};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
+use crate::model::FailureCode;
+
 /// The channel a commit with new deliveries notifies (every instance listens).
 pub const CHANNEL: &str = "keyhaven_webhooks";
 
@@ -17,7 +19,7 @@ pub async fn enqueue(
     conn: &mut PgConnection,
     event_type: &str,
     connection_id: Uuid,
-    reason: Option<&str>,
+    reason: Option<FailureCode>,
     occurred_at: OffsetDateTime,
 ) -> sqlx::Result<Option<Uuid>> {
     let id = Uuid::new_v4();
@@ -45,7 +47,7 @@ pub async fn enqueue(
         id,
         event_type,
         connection_id,
-        reason,
+        reason as Option<FailureCode>,
         occurred_at
     )
     .fetch_one(conn)
@@ -418,70 +420,4 @@ pub async fn recent_deliveries(
     )
     .fetch_all(conn)
     .await
-}
-
-/// The stable `reason` code sent with an event, from the text stored as the connection's
-/// last error (which may quote a provider and is never sent as such).
-pub fn reason_code(event_type: &str, text: &str) -> &'static str {
-    const CODES: [&str; 9] = [
-        "invalid_grant",
-        "invalid_client",
-        "throttled",
-        "provider_unavailable",
-        "timeout",
-        "unreachable",
-        "malformed_response",
-        "rejected",
-        "backing_off",
-    ];
-    if let Some(code) = CODES.iter().find(|code| text.contains(*code)) {
-        return code;
-    }
-    match event_type {
-        "connection.needs_reconnect" if text.contains("decrypt") => "credentials_unreadable",
-        "connection.needs_reconnect" if text.contains("no refresh token") => "no_refresh_token",
-        "connection.needs_reconnect" => "grant_dead",
-        _ => "provider_error",
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::reason_code;
-
-    #[test]
-    fn reasons_are_stable_codes() {
-        assert_eq!(
-            reason_code(
-                "connection.needs_reconnect",
-                "refresh refused (invalid_grant: lost response)"
-            ),
-            "invalid_grant"
-        );
-        assert_eq!(
-            reason_code(
-                "connection.degraded",
-                "throttled: the provider asked to slow down"
-            ),
-            "throttled"
-        );
-        assert_eq!(
-            reason_code(
-                "connection.needs_reconnect",
-                "stored credentials could not be decrypted"
-            ),
-            "credentials_unreadable"
-        );
-        assert_eq!(
-            reason_code(
-                "connection.needs_reconnect",
-                "the provider gave no refresh token"
-            ),
-            "no_refresh_token"
-        );
-        assert_eq!(
-            reason_code("connection.degraded", "<b>odd</b>"),
-            "provider_error"
-        );
-    }
 }

@@ -10,6 +10,7 @@ use uuid::Uuid;
 use super::{LifecycleError, refresh};
 use crate::db::refresh::{self as db, GrantRow};
 use crate::grants::sealed_at;
+use crate::model::ConnectionStatus;
 use crate::oauth::token::TokenError;
 use crate::providers::Context;
 use crate::state::AppState;
@@ -119,9 +120,11 @@ pub(crate) async fn load(app: &AppState, id: Uuid) -> Result<GrantRow, Lifecycle
 }
 
 pub(crate) fn usable(row: &GrantRow) -> Result<(), LifecycleError> {
-    match row.status.as_str() {
-        "active" | "degraded" => Ok(()),
-        _ => Err(LifecycleError::NeedsReconnect),
+    match row.status {
+        ConnectionStatus::Active | ConnectionStatus::Degraded => Ok(()),
+        ConnectionStatus::NeedsReconnect | ConnectionStatus::Revoked => {
+            Err(LifecycleError::NeedsReconnect)
+        }
     }
 }
 

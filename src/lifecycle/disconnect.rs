@@ -8,6 +8,7 @@ use super::LifecycleError;
 use super::credential::load;
 use crate::db;
 use crate::grants::sealed_at;
+use crate::model::{Actor, EventKind};
 use crate::oauth::revoke;
 use crate::providers::Context;
 use crate::state::AppState;
@@ -23,7 +24,7 @@ pub enum Revocation {
 pub async fn disconnect(
     app: &AppState,
     id: Uuid,
-    actor: &str,
+    actor: &Actor,
 ) -> Result<Revocation, LifecycleError> {
     let row = load(app, id).await?;
     let now = app.clock.now();
@@ -43,8 +44,15 @@ pub async fn disconnect(
                     tracing::warn!(provider = %row.provider, error = %e, "revocation at the provider failed");
                     let mut conn = app.pool.acquire().await?;
                     let detail = format!("revocation at the provider failed: {}", e.code());
-                    db::events::record(&mut conn, id, "revoke_failed", Some(&detail), actor, now)
-                        .await?;
+                    db::events::record(
+                        &mut conn,
+                        id,
+                        EventKind::RevokeFailed,
+                        Some(&detail),
+                        actor,
+                        now,
+                    )
+                    .await?;
                     Revocation::Failed
                 }
             }

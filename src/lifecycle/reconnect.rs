@@ -9,6 +9,7 @@ use uuid::Uuid;
 use crate::crypto::{self, SealedAt};
 use crate::db;
 use crate::error::{AppError, AppResult};
+use crate::model::LinkKind;
 use crate::state::AppState;
 
 /// Where a link's sealed token lives (the AAD binds it to that row).
@@ -58,7 +59,7 @@ pub async fn issue_link(
         &mut tx,
         &token_hash,
         Some(&sealed),
-        "reconnect",
+        LinkKind::Reconnect,
         end_user_id,
         Some(connection_id),
         expires_at,

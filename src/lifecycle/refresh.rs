@@ -10,6 +10,7 @@ use crate::connecting::api_user::{self, StoredCredentials};
 use crate::db;
 use crate::db::refresh::{GrantRow, Refreshed};
 use crate::grants::{self, NewConnection, sealed_at};
+use crate::model::{Actor, EventKind, FailureCode};
 use crate::oauth::bullhorn;
 use crate::oauth::establish;
 use crate::oauth::token::{self, Grant, TokenError, TokenSet};
@@ -139,7 +140,16 @@ pub async fn refresh_claimed(app: &AppState, row: GrantRow) -> Result<Credential
             Ok(token) => token,
             Err(e) => return Err(broken(app, &row, &e.to_string()).await),
         },
-        None => return dead_grant(app, &row, provider, "the provider gave no refresh token").await,
+        None => {
+            return dead_grant(
+                app,
+                &row,
+                provider,
+                FailureCode::NoRefreshToken,
+                "the provider gave no refresh token",
+            )
+            .await;
+        }
     };
     let request = || {
         token::request(
@@ -171,6 +181,7 @@ pub async fn refresh_claimed(app: &AppState, row: GrantRow) -> Result<Credential
                 app,
                 &row,
                 provider,
+                FailureCode::InvalidGrant,
                 &format!("refresh refused (invalid_grant: {code})"),
             )
             .await
@@ -240,8 +251,8 @@ async fn store(
         access_expires_at,
         refresh_expires_at,
         next_refresh_at,
-        event: "refreshed",
-        actor: "keyhaven",
+        event: EventKind::Refreshed,
+        actor: &Actor::Keyhaven,
         release_lease: !needs_session,
         owner: &app.instance_id,
         now,
@@ -334,6 +345,7 @@ async fn dead_grant(
     app: &AppState,
     row: &GrantRow,
     provider: &Provider,
+    code: FailureCode,
     reason: &str,
 ) -> Result<Credential, LifecycleError> {
     let current = load(app, row.id).await?;
@@ -355,8 +367,15 @@ async fn dead_grant(
     }
     tracing::warn!(provider = %provider.id, reason, "grant is dead; the user must reconnect");
     let mut conn = app.pool.acquire().await?;
-    db::refresh::mark_needs_reconnect(&mut conn, row.id, row.version, reason, app.clock.now())
-        .await?;
+    db::refresh::mark_needs_reconnect(
+        &mut conn,
+        row.id,
+        row.version,
+        code,
+        reason,
+        app.clock.now(),
+    )
+    .await?;
     Err(LifecycleError::NeedsReconnect)
 }
 
@@ -395,7 +414,7 @@ async fn recover_with_credentials(
             tokens: &tokens,
             established: &established,
             credentials: Some(&credentials),
-            actor: "keyhaven",
+            actor: &Actor::Keyhaven,
         },
     )
     .await?;
@@ -403,9 +422,9 @@ async fn recover_with_credentials(
     db::events::record(
         &mut conn,
         row.id,
-        "recovered",
+        EventKind::Recovered,
         Some("grant re-established with the stored API user"),
-        "keyhaven",
+        &Actor::Keyhaven,
         app.clock.now(),
     )
     .await?;
@@ -442,6 +461,7 @@ async fn degraded(
             &mut conn,
             row.id,
             &app.instance_id,
+            failure_code(&e),
             &reason,
             wait as i64,
             now,
@@ -464,6 +484,7 @@ pub(crate) async fn broken(app: &AppState, row: &GrantRow, detail: &str) -> Life
             &mut conn,
             row.id,
             row.version,
+            FailureCode::CredentialsUnreadable,
             "stored credentials could not be decrypted",
             app.clock.now(),
         )
@@ -474,5 +495,64 @@ pub(crate) async fn broken(app: &AppState, row: &GrantRow, detail: &str) -> Life
     match result {
         Ok(()) => LifecycleError::NeedsReconnect,
         Err(e) => e.into(),
+    }
+}
+
+/// The stored code for a failed token request: what the end user is told and what the
+/// webhooks report, whatever the provider's wording.
+fn failure_code(e: &TokenError) -> FailureCode {
+    match e {
+        TokenError::InvalidGrant(_) => FailureCode::InvalidGrant,
+        TokenError::InvalidClient => FailureCode::InvalidClient,
+        TokenError::Throttled { .. } => FailureCode::Throttled,
+        TokenError::Unavailable(_) => FailureCode::ProviderUnavailable,
+        TokenError::Timeout => FailureCode::Timeout,
+        TokenError::Unreachable => FailureCode::Unreachable,
+        TokenError::Malformed(_) => FailureCode::MalformedResponse,
+        TokenError::Rejected(_) => FailureCode::Rejected,
+        TokenError::BackingOff => FailureCode::BackingOff,
+        TokenError::HostRefused(_) => FailureCode::ProviderError,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::failure_code;
+    use crate::model::FailureCode;
+    use crate::oauth::token::TokenError;
+
+    #[test]
+    fn failures_are_stable_codes() {
+        let code = |e: TokenError| failure_code(&e).as_str();
+        assert_eq!(
+            code(TokenError::InvalidGrant("lost response".into())),
+            "invalid_grant"
+        );
+        assert_eq!(
+            code(TokenError::Throttled { retry_after: None }),
+            "throttled"
+        );
+        assert_eq!(code(TokenError::Unavailable(503)), "provider_unavailable");
+        assert_eq!(code(TokenError::Timeout), "timeout");
+        assert_eq!(code(TokenError::Unreachable), "unreachable");
+        assert_eq!(
+            code(TokenError::Malformed("no access token")),
+            "malformed_response"
+        );
+        assert_eq!(code(TokenError::BackingOff), "backing_off");
+        // Whatever the provider wrote, its words never pick the code.
+        assert_eq!(
+            code(TokenError::Rejected("invalid_grant <b>odd</b>".into())),
+            "rejected"
+        );
+        assert_eq!(
+            code(TokenError::HostRefused("timeout.example".into())),
+            "provider_error"
+        );
+        assert_eq!(
+            FailureCode::CredentialsUnreadable.as_str(),
+            "credentials_unreadable"
+        );
+        assert_eq!(FailureCode::NoRefreshToken.as_str(), "no_refresh_token");
     }
 }

@@ -15,6 +15,8 @@ use metrics::{
 };
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 
+use crate::model::ConnectionStatus;
+
 pub const HTTP_REQUESTS: &str = "keyhaven_http_requests_total";
 pub const HTTP_REQUEST_DURATION: &str = "keyhaven_http_request_duration_seconds";
 pub const CONNECT_FLOWS_STARTED: &str = "keyhaven_connect_flows_started_total";
@@ -287,13 +289,10 @@ pub fn set_pool_connections(in_use: u64, idle: u64) {
     }
 }
 
-/// Connection statuses, the only values of the `status` label.
-pub const STATUSES: [&str; 4] = ["active", "degraded", "needs_reconnect", "revoked"];
-
 /// `provider` is a configured id (or "other" for rows of a provider no longer configured).
-pub fn set_connections(provider: &str, status: &'static str, count: u64) {
+pub fn set_connections(provider: &str, status: ConnectionStatus, count: u64) {
     if enabled() {
-        gauge!(CONNECTIONS, "provider" => provider_label(provider), "status" => status)
+        gauge!(CONNECTIONS, "provider" => provider_label(provider), "status" => status.as_str())
             .set(count as f64);
     }
 }

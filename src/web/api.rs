@@ -18,6 +18,7 @@ use crate::db;
 use crate::error::AppError;
 use crate::lifecycle::{self, LifecycleError, disconnect, reconnect};
 use crate::link_options::{LinkOptions, OptionsError, RequestedOptions};
+use crate::model::{Actor, ConnectionStatus};
 use crate::state::AppState;
 
 pub fn router() -> Router<AppState> {
@@ -208,7 +209,8 @@ fn validate_text(field: &str, value: Option<&str>, min: usize, max: usize) -> Re
 pub struct ConnectionView {
     pub id: Uuid,
     pub provider: String,
-    pub status: String,
+    #[schema(value_type = String)]
+    pub status: ConnectionStatus,
     pub account_id: Option<String>,
     pub account_label: Option<String>,
     pub scopes: Option<String>,
@@ -516,11 +518,12 @@ async fn delete_user_connection(
 }
 
 async fn disconnect_response(app: &AppState, id: Uuid) -> Response {
-    match disconnect::disconnect(app, id, "api").await {
-        Ok(revocation) => {
-            Json(serde_json::json!({ "status": "revoked", "revocation": revocation }))
-                .into_response()
-        }
+    match disconnect::disconnect(app, id, &Actor::Api).await {
+        Ok(revocation) => Json(serde_json::json!({
+            "status": ConnectionStatus::Revoked,
+            "revocation": revocation
+        }))
+        .into_response(),
         Err(e) => lifecycle_response(e),
     }
 }

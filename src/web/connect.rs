@@ -20,6 +20,7 @@ use crate::crypto::{self, SealedAt};
 use crate::db;
 use crate::error::{AppError, AppResult};
 use crate::link_options::{LinkOptions, Mode, Outcome};
+use crate::model::{ConnectionStatus, FailureCode, LinkKind};
 use crate::oauth::authorize::{self, AuthorizeRequest, authorize_url};
 use crate::providers::{CardForm, Context, Provider};
 use crate::state::AppState;
@@ -61,7 +62,7 @@ async fn live_link(app: &AppState, token: &str) -> AppResult<(Vec<u8>, db::links
             "This link has expired. Ask for a new one.".into(),
         ));
     }
-    if link.kind != "connect" && link.used_at.is_some() {
+    if link.kind == LinkKind::Reconnect && link.used_at.is_some() {
         return Err(used_reconnect_link());
     }
     Ok((hash, link))
@@ -131,7 +132,7 @@ async fn open_link(
     Path(token): Path<String>,
 ) -> AppResult<Response> {
     let (hash, link) = live_link(&app, &token).await?;
-    if link.kind == "connect" {
+    if link.kind == LinkKind::Connect {
         let mut conn = app.pool.acquire().await?;
         let claimed = db::links::claimed_by(&mut conn, &hash).await?;
         drop(conn);
@@ -155,7 +156,7 @@ async fn open_link(
         product: app.settings.branding.name().to_string(),
         user_label,
         current_label,
-        reconnect: link.kind != "connect",
+        reconnect: link.kind == LinkKind::Reconnect,
         csrf,
     };
     let mut response = page.into_response();
@@ -192,7 +193,7 @@ async fn continue_link(
     let now = app.clock.now();
     let mut new_device = None;
     let mut conn = app.pool.acquire().await?;
-    let reconnect = if link.kind == "connect" {
+    let reconnect = if link.kind == LinkKind::Connect {
         let device = match device(&app, &headers) {
             Some(d) => d,
             None => new_device.insert(crypto::random_token()?).clone(),
@@ -354,15 +355,15 @@ fn card(
     existing: Option<&db::connections::ConnectionSummary>,
     hint: Option<&String>,
 ) -> Card {
-    let (status, status_label, action) = match existing.map(|c| c.status.as_str()) {
-        None | Some("revoked") => ("none", "Not connected", "Connect"),
-        Some("needs_reconnect") => ("broken", "Needs reconnect", "Reconnect"),
-        Some("degraded") => (
+    let (status, status_label, action) = match existing.map(|c| c.status) {
+        None | Some(ConnectionStatus::Revoked) => ("none", "Not connected", "Connect"),
+        Some(ConnectionStatus::NeedsReconnect) => ("broken", "Needs reconnect", "Reconnect"),
+        Some(ConnectionStatus::Degraded) => (
             "degraded",
             "Connected (the provider is having trouble)",
             "Reconnect",
         ),
-        Some(_) => ("ok", "Connected", "Reconnect"),
+        Some(ConnectionStatus::Active) => ("ok", "Connected", "Reconnect"),
     };
     let form = provider.card_form();
     let note = provider.reconnect_note().filter(|_| action == "Reconnect");
@@ -378,7 +379,7 @@ fn card(
         account,
         reason: existing
             .filter(|_| status == "broken")
-            .map(|c| plain_reason(c.last_error.as_deref())),
+            .map(|c| plain_reason(c.failure_code)),
         action,
         form,
         note,
@@ -386,16 +387,10 @@ fn card(
     }
 }
 
-/// Why a connection needs reconnecting, in words an end user understands.
-pub fn plain_reason(last_error: Option<&str>) -> String {
-    match last_error {
-        Some(e) if e.contains("invalid_grant") || e.contains("invalid_code") => {
-            "The provider no longer accepts this connection (it was revoked, expired, or the account changed). Reconnect to continue.".into()
-        }
-        Some(e) if e.contains("decrypt") => "The stored connection could not be read. Reconnect to continue.".into(),
-        Some(e) if e.contains("revoked") => "This connection was disconnected. Reconnect to continue.".into(),
-        _ => "The provider no longer accepts this connection. Reconnect to continue.".into(),
-    }
+/// Why a connection needs reconnecting, in words an end user understands: chosen by
+/// the stored failure code, never by the wording of the error.
+pub fn plain_reason(code: Option<FailureCode>) -> String {
+    code.unwrap_or(FailureCode::GrantDead).explanation().into()
 }
 
 #[derive(Deserialize)]

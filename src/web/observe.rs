@@ -16,6 +16,7 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::net::TcpListener;
 use tracing::Instrument;
 
+use crate::model::ConnectionStatus;
 use crate::state::AppState;
 use crate::telemetry::metrics;
 
@@ -162,19 +163,19 @@ async fn update_gauges(app: &AppState) {
         }
     };
     for provider in &app.settings.providers {
-        for status in metrics::STATUSES {
+        for status in ConnectionStatus::ALL {
             let n = counts
                 .iter()
-                .filter(|(p, s, _)| p == &provider.id && s == status)
+                .filter(|(p, s, _)| p == &provider.id && *s == status)
                 .map(|(_, _, n)| *n)
                 .sum::<i64>();
             metrics::set_connections(&provider.id, status, n.max(0) as u64);
         }
     }
-    for status in metrics::STATUSES {
+    for status in ConnectionStatus::ALL {
         let other = counts
             .iter()
-            .filter(|(p, s, _)| s == status && app.settings.provider(p).is_none())
+            .filter(|(p, s, _)| *s == status && app.settings.provider(p).is_none())
             .map(|(_, _, n)| *n)
             .sum::<i64>();
         metrics::set_connections("other", status, other.max(0) as u64);

@@ -17,6 +17,7 @@ use tokio::task::JoinSet;
 
 use super::{sealed_at, signature_header};
 use crate::db::webhooks::{self as store, Claimed};
+use crate::model::ConnectionStatus;
 use crate::outbound::webhook_guard as guard;
 use crate::state::AppState;
 
@@ -405,7 +406,7 @@ async fn reconnect_url(app: &AppState, d: &Claimed) -> Result<Option<String>, &'
     .await
     .map_err(|_| "database_unavailable")?;
     match status {
-        Some(c) if c.status == "needs_reconnect" => {
+        Some(c) if c.status == ConnectionStatus::NeedsReconnect => {
             crate::lifecycle::reconnect::issue_link(app, d.connection_id)
                 .await
                 .map(|(url, _)| Some(url))

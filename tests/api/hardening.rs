@@ -603,9 +603,9 @@ async fn housekeeping_deletes_spent_links_and_old_events() {
         .execute(app.pool())
         .await
         .unwrap();
-    for (kind, age) in [("old", 181), ("recent", 179)] {
+    for (kind, age) in [("connected", 181), ("refreshed", 179)] {
         sqlx::query(
-            "INSERT INTO connection_events (connection_id, kind, actor, at) VALUES ($1, $2, 'test', $3)",
+            "INSERT INTO connection_events (connection_id, kind, actor, at) VALUES ($1, $2, 'keyhaven', $3)",
         )
         .bind(id)
         .bind(kind)
@@ -627,7 +627,7 @@ async fn housekeeping_deletes_spent_links_and_old_events() {
             "{name}"
         );
     }
-    assert_eq!(app.events_of(id).await, vec!["recent"]);
+    assert_eq!(app.events_of(id).await, vec!["refreshed"]);
 }
 
 #[tokio::test]

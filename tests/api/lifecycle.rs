@@ -182,6 +182,13 @@ async fn invalid_grant_needs_reconnect_once_and_the_reconnect_link_repairs_it() 
     let link = body["reconnect_url"].as_str().unwrap().to_string();
     assert!(link.starts_with(&format!("{}/c/", app.url)));
     assert_eq!(app.status_of(id).await, "needs_reconnect");
+    let code: Option<String> =
+        sqlx::query_scalar("SELECT failure_code FROM connections WHERE id = $1")
+            .bind(id)
+            .fetch_one(app.pool())
+            .await
+            .unwrap();
+    assert_eq!(code.as_deref(), Some("invalid_grant"));
     assert!(
         app.events_of(id)
             .await

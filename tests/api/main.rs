@@ -24,4 +24,5 @@ mod sandbox_providers;
 mod secrets;
 mod sessions;
 mod state_csrf;
+mod states;
 mod webhooks;

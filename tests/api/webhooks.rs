@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use axum::http::{HeaderMap, StatusCode as AxStatus};
 use axum::response::{IntoResponse, Response};
+use keyhaven::model::{Actor, FailureCode};
 use reqwest::StatusCode;
 use secrecy::ExposeSecret;
 use tokio::sync::watch;
@@ -302,7 +303,7 @@ async fn a_delivery_survives_a_restart_between_the_change_and_the_delivery() {
     stop.send(()).unwrap();
     let run = app.run.lock().unwrap().take().unwrap();
     run.await.unwrap().unwrap();
-    keyhaven::lifecycle::disconnect::disconnect(&app.state, id, "test")
+    keyhaven::lifecycle::disconnect::disconnect(&app.state, id, &Actor::Api)
         .await
         .unwrap();
     let (status, attempts, _, _) = delivery(&app, "connection.disconnected").await;
@@ -371,6 +372,7 @@ async fn a_change_that_rolls_back_leaves_no_event() {
         &mut tx,
         id,
         version,
+        FailureCode::InvalidGrant,
         "refresh refused (invalid_grant: test)",
         time::OffsetDateTime::now_utc(),
     )
@@ -394,7 +396,7 @@ async fn a_change_that_rolls_back_leaves_no_event() {
     assert_eq!(after, 0);
     assert_eq!(app.status_of(id).await, "active");
     // The next change that commits is the next thing the receiver hears about.
-    keyhaven::lifecycle::disconnect::disconnect(&app.state, id, "test")
+    keyhaven::lifecycle::disconnect::disconnect(&app.state, id, &Actor::Api)
         .await
         .unwrap();
     receiver.wait_for(2).await;
@@ -419,6 +421,7 @@ async fn needs_reconnect_carries_a_reconnect_url_made_at_delivery() {
         &mut conn,
         id,
         version,
+        FailureCode::InvalidGrant,
         "refresh refused (invalid_grant: test)",
         time::OffsetDateTime::now_utc(),
     )

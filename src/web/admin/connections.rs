@@ -12,10 +12,11 @@ use serde::Deserialize;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use super::view::{self, STATUSES};
+use super::view;
 use super::{AdminError, AdminResult, AdminSession, Nav};
 use crate::db::console::{self, Cursor, ListFilter, ListRow, SortKey};
 use crate::error::AppError;
+use crate::model::ConnectionStatus;
 use crate::state::AppState;
 
 pub fn router() -> Router<AppState> {
@@ -49,7 +50,7 @@ struct ListQuery {
 /// The validated request: what is shown, in which order, from where.
 struct Listing {
     provider: Option<String>,
-    status: Option<String>,
+    status: Option<ConnectionStatus>,
     search: Option<String>,
     sort: &'static str,
     key: SortKey,
@@ -73,10 +74,10 @@ impl Listing {
         if provider.as_ref().is_some_and(|p| p.len() > 64) {
             return Err(bad("Unknown provider."));
         }
-        let status = non_empty(q.status.clone());
-        if status.as_deref().is_some_and(|s| !STATUSES.contains(&s)) {
-            return Err(bad("Unknown status."));
-        }
+        let status = non_empty(q.status.clone())
+            .map(|s| s.parse::<ConnectionStatus>())
+            .transpose()
+            .map_err(|_| bad("Unknown status."))?;
         let search = non_empty(q.q.clone());
         if search
             .as_ref()
@@ -122,8 +123,8 @@ impl Listing {
         if let Some(p) = &self.provider {
             params.push(("provider", p.clone()));
         }
-        if let Some(s) = &self.status {
-            params.push(("status", s.clone()));
+        if let Some(s) = self.status {
+            params.push(("status", s.as_str().to_string()));
         }
         if let Some(q) = &self.search {
             params.push(("q", q.clone()));
@@ -206,8 +207,8 @@ impl Row {
             email: r.email.unwrap_or_default(),
             provider: view::provider_name(app, &r.provider),
             account: r.account_label.or(r.account_id).unwrap_or_default(),
-            status_label: view::status_label(&r.status),
-            status_class: view::status_class(&r.status),
+            status_label: view::status_label(r.status),
+            status_class: view::status_class(r.status),
             last_refresh: view::when(r.last_refreshed_at),
             expires: view::when(r.access_expires_at),
             error: view::short_error(r.last_error.as_deref(), 120),
@@ -256,7 +257,7 @@ async fn list(
     let pattern = listing.search.as_deref().map(like_pattern);
     let filter = ListFilter {
         provider: listing.provider.as_deref(),
-        status: listing.status.as_deref(),
+        status: listing.status,
         pattern: pattern.as_deref(),
     };
     let cursor = |raw: &str| {
@@ -356,9 +357,12 @@ async fn list(
             .iter()
             .map(|p| (p.id.clone(), p.display_name.clone()))
             .collect(),
-        statuses: STATUSES.map(|s| (s, view::status_label(s))),
+        statuses: view::status_choices(),
         provider: listing.provider.clone().unwrap_or_default(),
-        status: listing.status.clone().unwrap_or_default(),
+        status: listing
+            .status
+            .map(|s| s.as_str().to_string())
+            .unwrap_or_default(),
         search: listing.search.clone().unwrap_or_default(),
         sort,
         sorts: SORTS.map(|(name, _, label)| (name, label)),

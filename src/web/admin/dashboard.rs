@@ -7,9 +7,10 @@ use axum::Router;
 use axum::extract::{Extension, State};
 use axum::routing::get;
 
-use super::view::{self, STATUSES};
+use super::view;
 use super::{AdminResult, AdminSession, Nav};
 use crate::db;
+use crate::model::{ConnectionStatus, EventKind};
 use crate::state::AppState;
 
 pub fn router() -> Router<AppState> {
@@ -21,7 +22,7 @@ const RECENT: i64 = 20;
 pub struct ProviderRow {
     pub id: String,
     pub name: String,
-    /// Counts in the order of `STATUSES`.
+    /// Counts in the order of `ConnectionStatus::ALL`.
     pub counts: [i64; 4],
     pub total: i64,
     pub configured: bool,
@@ -30,7 +31,11 @@ pub struct ProviderRow {
 impl ProviderRow {
     /// Each status with this provider's count.
     pub fn cells(&self) -> Vec<(&'static str, i64)> {
-        STATUSES.iter().copied().zip(self.counts).collect()
+        ConnectionStatus::ALL
+            .iter()
+            .map(|s| s.as_str())
+            .zip(self.counts)
+            .collect()
     }
 }
 
@@ -88,7 +93,7 @@ async fn dashboard(
         .collect();
     let mut totals = [0; 4];
     for c in &counts {
-        let Some(slot) = STATUSES.iter().position(|s| *s == c.status) else {
+        let Some(slot) = ConnectionStatus::ALL.iter().position(|s| *s == c.status) else {
             continue;
         };
         let index = match providers.iter().position(|p| p.id == c.provider) {
@@ -110,7 +115,7 @@ async fn dashboard(
     }
     Ok(DashboardPage {
         nav: admin.nav(),
-        statuses: STATUSES.map(|s| (s, view::status_label(s))),
+        statuses: view::status_choices(),
         providers,
         totals,
         failures: failures
@@ -119,10 +124,10 @@ async fn dashboard(
                 connection_id: f.connection_id.to_string(),
                 provider: view::provider_name(&app, &f.provider),
                 user: view::person(f.display_name.as_deref(), None, &f.external_id),
-                kind: match f.kind.as_str() {
-                    "refresh_failed" => "refresh failed",
-                    "needs_reconnect" => "needs reconnect",
-                    "revoke_failed" => "revocation failed",
+                kind: match f.kind {
+                    EventKind::RefreshFailed => "refresh failed",
+                    EventKind::NeedsReconnect => "needs reconnect",
+                    EventKind::RevokeFailed => "revocation failed",
                     _ => "failure",
                 },
                 detail: view::short_error(f.detail.as_deref(), 160),

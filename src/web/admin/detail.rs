@@ -17,6 +17,7 @@ use crate::db;
 use crate::error::AppError;
 use crate::lifecycle::disconnect::Revocation;
 use crate::lifecycle::{self, LifecycleError, disconnect, reconnect};
+use crate::model::{Actor, ConnectionStatus, EventKind};
 use crate::providers::Context;
 use crate::state::AppState;
 
@@ -118,9 +119,9 @@ async fn page(
         id: c.id.to_string(),
         provider: view::provider_name(app, &c.provider),
         provider_id: c.provider.clone(),
-        status_label: view::status_label(&c.status),
-        status_class: view::status_class(&c.status),
-        status: c.status,
+        status_label: view::status_label(c.status),
+        status_class: view::status_class(c.status),
+        status: c.status.as_str().to_string(),
         account_label: c.account_label.unwrap_or_default(),
         account_id: c.account_id.unwrap_or_default(),
         scopes: c.scopes.unwrap_or_default(),
@@ -133,9 +134,9 @@ async fn page(
         events: events
             .into_iter()
             .map(|e| EventRow {
-                kind: e.kind.replace('_', " "),
+                kind: e.kind.as_str().replace('_', " "),
                 detail: view::short_error(e.detail.as_deref(), 300),
-                actor: e.actor,
+                actor: e.actor.to_string(),
                 at: view::when(Some(e.at)),
             })
             .collect(),
@@ -160,12 +161,12 @@ fn back_to(id: Uuid) -> Response {
     Redirect::to(&format!("/admin/connections/{id}")).into_response()
 }
 
-async fn status_of(app: &AppState, id: Uuid) -> AdminResult<String> {
+async fn status_of(app: &AppState, id: Uuid) -> AdminResult<ConnectionStatus> {
     Ok(current(app, id).await?.0)
 }
 
 /// The connection's status and last error as stored now.
-async fn current(app: &AppState, id: Uuid) -> AdminResult<(String, Option<String>)> {
+async fn current(app: &AppState, id: Uuid) -> AdminResult<(ConnectionStatus, Option<String>)> {
     let mut conn = app.pool.acquire().await?;
     let c = db::connections::get(&mut conn, id)
         .await?
@@ -176,9 +177,9 @@ async fn current(app: &AppState, id: Uuid) -> AdminResult<(String, Option<String
 async fn record(
     app: &AppState,
     id: Uuid,
-    kind: &str,
+    kind: EventKind,
     detail: &str,
-    actor: &str,
+    actor: &Actor,
 ) -> AdminResult<()> {
     let mut conn = app.pool.acquire().await?;
     db::events::record(&mut conn, id, kind, Some(detail), actor, app.clock.now()).await?;
@@ -204,9 +205,9 @@ async fn refresh_now(
         // A refresh that failed for a passing reason still hands out the current,
         // valid credential: the connection's status tells the two apart.
         Ok(credential) => match current(&app, id).await? {
-            (status, error) if status == "degraded" => (
+            (ConnectionStatus::Degraded, error) => (
                 false,
-                "degraded".to_string(),
+                ConnectionStatus::Degraded.to_string(),
                 format!(
                     "Not refreshed: {provider} failed ({}). The current credential stays valid until {}; the refresh will be retried.",
                     view::short_error(error.as_deref(), 120),
@@ -227,11 +228,11 @@ async fn refresh_now(
         },
         Err(LifecycleError::NeedsReconnect) => (
             false,
-            "needs_reconnect".to_string(),
-            match before.status.as_str() {
-                "revoked" => "Not refreshed: this connection was disconnected. A reconnect link lets its user connect again.".to_string(),
-                "needs_reconnect" => "Not refreshed: this connection already needs reconnect by its user. Create a reconnect link and send it to them.".to_string(),
-                _ => format!("Not refreshed: {provider} no longer accepts this grant, so the connection now needs reconnect. Create a reconnect link and send it to the user."),
+            ConnectionStatus::NeedsReconnect.to_string(),
+            match before.status {
+                ConnectionStatus::Revoked => "Not refreshed: this connection was disconnected. A reconnect link lets its user connect again.".to_string(),
+                ConnectionStatus::NeedsReconnect => "Not refreshed: this connection already needs reconnect by its user. Create a reconnect link and send it to them.".to_string(),
+                ConnectionStatus::Active | ConnectionStatus::Degraded => format!("Not refreshed: {provider} no longer accepts this grant, so the connection now needs reconnect. Create a reconnect link and send it to the user."),
             },
         ),
         Err(LifecycleError::ProviderUnavailable(e, retry_after)) => (
@@ -254,7 +255,14 @@ async fn refresh_now(
         Err(LifecycleError::NotFound) => return Err(AppError::NotFound.into()),
         Err(LifecycleError::App(e)) => return Err(e.into()),
     };
-    record(&app, id, "refresh_requested", &outcome, &admin.actor()).await?;
+    record(
+        &app,
+        id,
+        EventKind::RefreshRequested,
+        &outcome,
+        &admin.actor(),
+    )
+    .await?;
     set_flash(&session, ok, text).await?;
     Ok(back_to(id))
 }
@@ -272,7 +280,7 @@ async fn reconnect_link(
     record(
         &app,
         id,
-        "reconnect_link_created",
+        EventKind::ReconnectLinkCreated,
         &format!("expires {expires}"),
         &admin.actor(),
     )
@@ -288,7 +296,7 @@ async fn disconnect_now(
     Path(id): Path<String>,
 ) -> AdminResult<Response> {
     let id = parse_id(&id)?;
-    if status_of(&app, id).await? == "revoked" {
+    if status_of(&app, id).await? == ConnectionStatus::Revoked {
         set_flash(
             &session,
             true,

@@ -27,6 +27,7 @@ use uuid::Uuid;
 use crate::crypto;
 use crate::db;
 use crate::error::AppError;
+use crate::model::Actor;
 use crate::state::AppState;
 
 /// The admin's own session key: an end user's binding (`end_user`) never grants
@@ -106,8 +107,8 @@ impl AdminSession {
     }
 
     /// The actor recorded on events this admin causes.
-    pub fn actor(&self) -> String {
-        format!("admin:{}", self.email)
+    pub fn actor(&self) -> Actor {
+        Actor::Admin(self.email.clone())
     }
 
     /// What every signed-in page's layout needs.

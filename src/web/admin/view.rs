@@ -4,9 +4,13 @@
 use time::OffsetDateTime;
 use time::macros::format_description;
 
+use crate::model::ConnectionStatus;
 use crate::state::AppState;
 
-pub const STATUSES: [&str; 4] = ["active", "degraded", "needs_reconnect", "revoked"];
+/// Each status as a filter choice: its spelling and its label.
+pub fn status_choices() -> [(&'static str, &'static str); 4] {
+    ConnectionStatus::ALL.map(|s| (s.as_str(), status_label(s)))
+}
 
 /// `2026-12-02 14:05 UTC`, or a dash.
 pub fn when(at: Option<OffsetDateTime>) -> String {
@@ -20,23 +24,22 @@ pub fn when(at: Option<OffsetDateTime>) -> String {
     .unwrap_or_else(|| "—".into())
 }
 
-pub fn status_label(status: &str) -> &'static str {
+pub fn status_label(status: ConnectionStatus) -> &'static str {
     match status {
-        "active" => "active",
-        "degraded" => "degraded",
-        "needs_reconnect" => "needs reconnect",
-        "revoked" => "revoked",
-        _ => "unknown",
+        ConnectionStatus::Active => "active",
+        ConnectionStatus::Degraded => "degraded",
+        ConnectionStatus::NeedsReconnect => "needs reconnect",
+        ConnectionStatus::Revoked => "revoked",
     }
 }
 
 /// The badge's CSS class; only ever one of these constants.
-pub fn status_class(status: &str) -> &'static str {
+pub fn status_class(status: ConnectionStatus) -> &'static str {
     match status {
-        "active" => "badge-ok",
-        "degraded" => "badge-warn",
-        "needs_reconnect" => "badge-bad",
-        _ => "badge-off",
+        ConnectionStatus::Active => "badge-ok",
+        ConnectionStatus::Degraded => "badge-warn",
+        ConnectionStatus::NeedsReconnect => "badge-bad",
+        ConnectionStatus::Revoked => "badge-off",
     }
 }
 
