@@ -1,5 +1,8 @@
+use std::path::Path;
+
+use figment::Jail;
 use keyhaven::config::{ProviderSettings, RawSettings};
-use secrecy::SecretString;
+use secrecy::{ExposeSecret, SecretString};
 
 fn with_key() -> RawSettings {
     RawSettings {
@@ -59,14 +62,32 @@ fn a_provider_without_credentials_is_not_offered() {
     assert_eq!(settings.unavailable_providers[0].0, "smartrecruiters");
 }
 
+/// Runs `test` in figment's jail: a fresh working directory, every environment change
+/// undone afterwards, and none of the variables the loader reads (`KEYHAVEN_*`,
+/// `DATABASE_URL`) left from the real environment, so only what the test sets counts.
+fn jailed(test: impl FnOnce(&mut Jail) -> figment::error::Result<()>) {
+    Jail::expect_with(|jail| {
+        let inherited: Vec<String> = std::env::vars_os()
+            .filter_map(|(name, _)| name.into_string().ok())
+            .filter(|name| name.starts_with("KEYHAVEN_") || name == "DATABASE_URL")
+            .collect();
+        for name in inherited {
+            // The jail records the real value, restores it when it ends…
+            jail.set_env(&name, "");
+            // …and meanwhile the variable is gone. SAFETY: environment changes in this
+            // binary happen only inside the jail, which holds figment's lock.
+            unsafe { std::env::remove_var(&name) };
+        }
+        test(jail)
+    });
+}
+
 #[test]
 fn environment_and_file_are_read() {
-    let dir = std::env::temp_dir().join(format!("keyhaven-config-{}", uuid::Uuid::new_v4()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let file = dir.join("keyhaven.toml");
-    std::fs::write(
-        &file,
-        r#"
+    jailed(|jail| {
+        jail.create_file(
+            "keyhaven.toml",
+            r#"
 encryption_keys = "k1:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="
 [server]
 public_url = "https://connect.example.com"
@@ -83,32 +104,43 @@ client_id = "a"
 client_secret = "b"
 authorize_params = { prompt = "consent" }
 "#,
-    )
-    .unwrap();
-    let settings = keyhaven::config::load_raw(Some(&file))
-        .unwrap()
-        .validate()
-        .unwrap();
-    assert_eq!(
-        settings.redirect_uri("smartrecruiters"),
-        "https://connect.example.com/oauth/smartrecruiters/callback"
-    );
-    assert!(settings.secure_cookies());
-    let sr = settings.provider("smartrecruiters").unwrap();
-    assert_eq!(sr.scopes, vec!["users_read"]);
-    let acme = settings.provider("acme").unwrap();
-    assert!(acme.pkce);
-    assert_eq!(
-        acme.authorize_params,
-        vec![("prompt".to_string(), "consent".to_string())]
-    );
-    // Debug output never shows the secret.
-    assert!(!format!("{sr:?}").contains("sr-secret"));
-    assert!(!format!("{settings:?}").contains("sr-secret"));
-    let missing = keyhaven::config::load_raw(Some(&dir.join("absent.toml")))
-        .unwrap_err()
-        .to_string();
-    assert!(missing.contains("not found"), "{missing}");
+        )?;
+        // The environment wins over the file; `DATABASE_URL` is read without the prefix.
+        jail.set_env("KEYHAVEN_PROVIDERS__ACME__CLIENT_SECRET", "acme-secret-from-env");
+        jail.set_env("DATABASE_URL", "postgres://db.example/keyhaven");
+        let settings = keyhaven::config::load_raw(Some(Path::new("keyhaven.toml")))
+            .unwrap()
+            .validate()
+            .unwrap();
+        assert_eq!(
+            settings.redirect_uri("smartrecruiters"),
+            "https://connect.example.com/oauth/smartrecruiters/callback"
+        );
+        assert!(settings.secure_cookies());
+        assert_eq!(
+            settings.database.url.expose_secret(),
+            "postgres://db.example/keyhaven"
+        );
+        let sr = settings.provider("smartrecruiters").unwrap();
+        assert_eq!(sr.scopes, vec!["users_read"]);
+        assert_eq!(sr.client_secret.expose_secret(), "sr-secret");
+        let acme = settings.provider("acme").unwrap();
+        assert!(acme.pkce);
+        assert_eq!(
+            acme.authorize_params,
+            vec![("prompt".to_string(), "consent".to_string())]
+        );
+        assert_eq!(acme.client_secret.expose_secret(), "acme-secret-from-env");
+        // Debug output never shows the secret.
+        assert!(!format!("{sr:?}").contains("sr-secret"));
+        assert!(!format!("{settings:?}").contains("sr-secret"));
+        assert!(!format!("{settings:?}").contains("acme-secret-from-env"));
+        let missing = keyhaven::config::load_raw(Some(Path::new("absent.toml")))
+            .unwrap_err()
+            .to_string();
+        assert!(missing.contains("not found"), "{missing}");
+        Ok(())
+    });
 }
 
 #[test]

@@ -484,9 +484,15 @@ pub async fn continue_link(browser: &reqwest::Client, link: &str, page: &str) ->
         .unwrap()
 }
 
+/// The SHA-256 digest of `text`, computed here rather than by the portal's own code.
+pub fn sha256(text: &str) -> Vec<u8> {
+    use sha2::Digest;
+    sha2::Sha256::digest(text.as_bytes()).to_vec()
+}
+
 /// How the session table stores a session id: the hex SHA-256 of the cookie's value.
 pub fn stored_session_id(cookie_value: &str) -> String {
-    keyhaven::crypto::token_hash(cookie_value)
+    sha256(cookie_value)
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect()

@@ -105,7 +105,7 @@ async fn a_connect_link_belongs_to_the_first_browser_that_continues_with_it() {
             .unwrap();
     assert_eq!(
         claimed,
-        Some(keyhaven::crypto::token_hash(&device)),
+        Some(sha256(&device)),
         "stored hashed"
     );
 
