@@ -580,6 +580,10 @@ async fn provider_flows_leak_no_secret_into_logs_or_pages() {
         assert_eq!(r.status(), StatusCode::OK);
     }
     let logs = captured_logs();
+    assert!(
+        logs.contains("connection established"),
+        "the portal's lines were captured at trace level"
+    );
     let secrets = app.sandbox.secrets_seen();
     assert!(secrets.iter().any(|s| s == "leak-user-password-55555555"));
     for secret in secrets.iter().filter(|s| s.len() >= 16) {
