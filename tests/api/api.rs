@@ -1,6 +1,7 @@
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
+use crate::chains::*;
 use crate::helpers::*;
 
 #[tokio::test]
@@ -79,29 +80,12 @@ async fn connect_links_require_a_valid_api_key_and_body() {
 
     // The link works in a browser and greets the user by name.
     let browser = browser();
-    assert!(
-        browser
-            .get(link)
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap()
-            .contains("Ext One")
-    );
+    assert!(page_text(&browser, link).await.contains("Ext One"));
     assert_eq!(
         open_link(&browser, link).await.status(),
         StatusCode::SEE_OTHER
     );
-    let page = browser
-        .get(format!("{}/connect", app.url))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let page = app.connect_page(&browser).await;
     assert!(page.contains("Ext One"));
 
     // Listing the end user's connections.

@@ -1,17 +1,15 @@
+#![expect(
+    clippy::result_large_err,
+    reason = "figment's Jail runs closures that return its own (large) error"
+)]
+
 use std::path::Path;
 
 use figment::Jail;
 use keyhaven::config::{ProviderSettings, RawSettings};
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::ExposeSecret;
 
-fn with_key() -> RawSettings {
-    RawSettings {
-        encryption_keys: Some(SecretString::from(
-            keyhaven::crypto::KeyRing::generate_entry("k1").unwrap(),
-        )),
-        ..Default::default()
-    }
-}
+use crate::chains::raw_settings_with_key;
 
 #[test]
 fn missing_encryption_key_names_the_setting() {
@@ -25,7 +23,7 @@ fn missing_encryption_key_names_the_setting() {
 
 #[test]
 fn invalid_provider_settings_name_the_setting() {
-    let mut raw = with_key();
+    let mut raw = raw_settings_with_key();
     raw.providers.insert(
         "acme".into(),
         ProviderSettings {
@@ -37,7 +35,7 @@ fn invalid_provider_settings_name_the_setting() {
     let err = raw.validate().unwrap_err().to_string();
     assert!(err.contains("providers.acme.kind"), "{err}");
 
-    let mut raw = with_key();
+    let mut raw = raw_settings_with_key();
     raw.providers.insert(
         "acme".into(),
         ProviderSettings {
@@ -54,7 +52,7 @@ fn invalid_provider_settings_name_the_setting() {
 
 #[test]
 fn a_provider_without_credentials_is_not_offered() {
-    let mut raw = with_key();
+    let mut raw = raw_settings_with_key();
     raw.providers
         .insert("smartrecruiters".into(), ProviderSettings::default());
     let settings = raw.validate().unwrap();
@@ -106,7 +104,10 @@ authorize_params = { prompt = "consent" }
 "#,
         )?;
         // The environment wins over the file; `DATABASE_URL` is read without the prefix.
-        jail.set_env("KEYHAVEN_PROVIDERS__ACME__CLIENT_SECRET", "acme-secret-from-env");
+        jail.set_env(
+            "KEYHAVEN_PROVIDERS__ACME__CLIENT_SECRET",
+            "acme-secret-from-env",
+        );
         jail.set_env("DATABASE_URL", "postgres://db.example/keyhaven");
         let settings = keyhaven::config::load_raw(Some(Path::new("keyhaven.toml")))
             .unwrap()
@@ -145,7 +146,7 @@ authorize_params = { prompt = "consent" }
 
 #[test]
 fn session_and_link_lifetimes_have_safe_defaults_and_bounds() {
-    let settings = with_key().validate().unwrap();
+    let settings = raw_settings_with_key().validate().unwrap();
     assert_eq!(settings.links.connect_link_hours, 1);
     assert_eq!(settings.server.session_hours, 24);
     assert_eq!(settings.server.admin_session_idle_hours, 2);
@@ -157,7 +158,7 @@ fn session_and_link_lifetimes_have_safe_defaults_and_bounds() {
         (4, 3, "server.admin_session_max_hours"),
         (2, 1000, "server.admin_session_max_hours"),
     ] {
-        let mut raw = with_key();
+        let mut raw = raw_settings_with_key();
         raw.server.admin_session_idle_hours = idle;
         raw.server.admin_session_max_hours = max;
         let err = raw.validate().unwrap_err().to_string();

@@ -13,6 +13,7 @@ use keyhaven::providers::hosts::HostPolicy;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
+use crate::chains::*;
 use crate::helpers::*;
 
 /// A server on `ip`:0 that counts every request it gets; returns its base URL.
@@ -190,14 +191,7 @@ async fn plain_http_hosts_are_refused_unless_insecure_loopback_is_allowed() {
     assert_eq!(hits.load(Ordering::SeqCst), 0, "no request over plain http");
 
     // The same at start-up: an http provider URL is a configuration error unless allowed.
-    let mut raw = keyhaven::config::RawSettings {
-        encryption_keys: Some(
-            keyhaven::crypto::KeyRing::generate_entry("k")
-                .unwrap()
-                .into(),
-        ),
-        ..Default::default()
-    };
+    let mut raw = raw_settings_with_key();
     raw.providers.insert(
         "bullhorn".into(),
         keyhaven::config::ProviderSettings {
@@ -547,21 +541,11 @@ async fn polling_a_dead_connection_returns_the_same_reconnect_link() {
         .execute(app.pool())
         .await
         .unwrap();
-    let body: Value = app
-        .credentials(&app.url, &key, id, false)
-        .await
-        .json()
-        .await
-        .unwrap();
+    let body: Value = app.credentials_json(&app.url, &key, id, false).await;
     let fresh = body["reconnect_url"].as_str().unwrap().to_string();
     assert_ne!(fresh, urls[0]);
     app.clock.advance(time::Duration::days(4));
-    let body: Value = app
-        .credentials(&app.url, &key, id, false)
-        .await
-        .json()
-        .await
-        .unwrap();
+    let body: Value = app.credentials_json(&app.url, &key, id, false).await;
     assert_ne!(body["reconnect_url"].as_str().unwrap(), fresh);
 
     // `keys reseal` re-seals the stored link tokens with a new primary key.
@@ -695,14 +679,7 @@ async fn hsts_only_over_https_and_forms_only_to_configured_providers() {
     );
 
     // Production defaults: every Zoho data center and Bullhorn's domain.
-    let mut raw = keyhaven::config::RawSettings {
-        encryption_keys: Some(
-            keyhaven::crypto::KeyRing::generate_entry("k")
-                .unwrap()
-                .into(),
-        ),
-        ..Default::default()
-    };
+    let mut raw = raw_settings_with_key();
     for id in ["zoho", "bullhorn"] {
         raw.providers.insert(
             id.into(),
@@ -744,14 +721,7 @@ async fn api_user_sign_ins_are_limited_and_unknown_users_look_like_wrong_passwor
     let attempt = |browser: reqwest::Client, username: &'static str, password: &'static str| {
         let app_url = app.url.clone();
         async move {
-            let page = browser
-                .get(format!("{app_url}/connect"))
-                .send()
-                .await
-                .unwrap()
-                .text()
-                .await
-                .unwrap();
+            let page = page_text(&browser, format!("{app_url}/connect")).await;
             let csrf = field_value(&page, "csrf").unwrap();
             let r = browser
                 .post(format!("{app_url}/connect/bullhorn"))
@@ -844,14 +814,7 @@ fn absurd_settings_are_refused_with_their_name() {
         }),
     ];
     for (setting, apply) in cases {
-        let mut raw = keyhaven::config::RawSettings {
-            encryption_keys: Some(
-                keyhaven::crypto::KeyRing::generate_entry("k")
-                    .unwrap()
-                    .into(),
-            ),
-            ..Default::default()
-        };
+        let mut raw = raw_settings_with_key();
         apply(&mut raw);
         let err = raw.validate().unwrap_err().to_string();
         assert!(err.contains(setting), "{setting}: {err}");

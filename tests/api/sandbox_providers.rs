@@ -422,8 +422,13 @@ async fn bullhorn_refresh_tokens_rotate_and_the_old_one_dies_at_once() {
             ])
             .send(),
     );
-    sb.sandbox.wait_for("bullhorn.refreshed", rotations + 1).await;
-    assert!(!lost.is_finished(), "rotated, and the answer has not arrived");
+    sb.sandbox
+        .wait_for("bullhorn.refreshed", rotations + 1)
+        .await;
+    assert!(
+        !lost.is_finished(),
+        "rotated, and the answer has not arrived"
+    );
     lost.abort();
     assert_eq!(sb.bh_refresh("east", &new).await.0, StatusCode::BAD_REQUEST);
 
