@@ -72,8 +72,8 @@ fn jailed(test: impl FnOnce(&mut Jail) -> figment::error::Result<()>) {
         for name in inherited {
             // The jail records the real value, restores it when it ends…
             jail.set_env(&name, "");
-            // …and meanwhile the variable is gone. SAFETY: environment changes in this
-            // binary happen only inside the jail, which holds figment's lock.
+            // …and meanwhile the variable is gone. SAFETY: as in the jail's own `set_env`:
+            // only jailed tests change the environment, one at a time under figment's lock.
             unsafe { std::env::remove_var(&name) };
         }
         test(jail)
