@@ -8,6 +8,7 @@ use reqwest::StatusCode;
 use reqwest::header::COOKIE;
 use uuid::Uuid;
 
+use crate::chains::*;
 use crate::helpers::*;
 
 /// A connection for a new end user named `name`, approved upstream as `login`.
@@ -372,15 +373,11 @@ async fn the_login_form_refuses_missing_tokens_and_cross_site_posts() {
         .unwrap();
     assert_eq!(r.status(), StatusCode::FORBIDDEN);
     let b = browser();
-    let page = b.get(&login).send().await.unwrap().text().await.unwrap();
+    let page = page_text(&b, &login).await;
     let csrf = field_value(&page, "csrf").unwrap();
     let r = b
         .post(&login)
-        .form(&[
-            ("csrf", "forged"),
-            ("email", ADMIN_EMAIL),
-            ("password", ADMIN_PASSWORD),
-        ])
+        .form(&admin_login_form("forged"))
         .send()
         .await
         .unwrap();
@@ -388,11 +385,7 @@ async fn the_login_form_refuses_missing_tokens_and_cross_site_posts() {
     let r = b
         .post(&login)
         .header("sec-fetch-site", "cross-site")
-        .form(&[
-            ("csrf", csrf.as_str()),
-            ("email", ADMIN_EMAIL),
-            ("password", ADMIN_PASSWORD),
-        ])
+        .form(&admin_login_form(csrf.as_str()))
         .send()
         .await
         .unwrap();
@@ -406,11 +399,7 @@ async fn the_login_form_refuses_missing_tokens_and_cross_site_posts() {
     let r = b
         .post(&login)
         .header("sec-fetch-site", "same-origin")
-        .form(&[
-            ("csrf", csrf.as_str()),
-            ("email", ADMIN_EMAIL),
-            ("password", ADMIN_PASSWORD),
-        ])
+        .form(&admin_login_form(csrf.as_str()))
         .send()
         .await
         .unwrap();
@@ -995,12 +984,7 @@ async fn refresh_now_reports_the_outcome_in_words_and_records_who_asked() {
     assert!(!again.contains("Refreshed: SmartRecruiters"));
     assert!(again.contains("refresh requested"));
     // No token or code the sandbox ever issued is on the page.
-    let credential: serde_json::Value = app
-        .credentials(&app.url, &key, id, false)
-        .await
-        .json()
-        .await
-        .unwrap();
+    let credential: serde_json::Value = app.credentials_json(&app.url, &key, id, false).await;
     let token = credential["access_token"].as_str().unwrap();
     for page in [&page, &again] {
         assert!(!page.contains(token));
@@ -1083,14 +1067,7 @@ async fn a_reconnect_link_is_shown_once_and_repairs_the_connection() {
     let user = browser();
     let r = open_link(&user, &url).await;
     assert_eq!(r.status(), StatusCode::SEE_OTHER);
-    let connect_page = user
-        .get(format!("{}/connect", app.url))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let connect_page = app.connect_page(&user).await;
     assert!(connect_page.contains("Reconnect SmartRecruiters"));
     let r = app.connect(&user, "smartrecruiters").await;
     assert_eq!(r.status(), StatusCode::SEE_OTHER);

@@ -1,6 +1,7 @@
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
+use crate::chains::*;
 use crate::helpers::*;
 
 #[tokio::test]
@@ -64,44 +65,27 @@ async fn connect_links_require_a_valid_api_key_and_body() {
     let link = created["url"].as_str().unwrap();
     assert!(link.starts_with(&format!("{}/c/", app.url)));
     assert!(created["expires_at"].as_str().is_some());
-    // Only the link's hash is stored.
+    // Only the SHA-256 of the link's token and of the API key are stored.
     let token = link.rsplit('/').next().unwrap();
     let hashes: Vec<Vec<u8>> = sqlx::query_scalar("SELECT token_hash FROM links")
         .fetch_all(app.pool())
         .await
         .unwrap();
-    assert!(hashes.iter().all(|h| h.as_slice() != token.as_bytes()));
+    assert_eq!(hashes, vec![sha256(token)]);
     let keys: Vec<Vec<u8>> = sqlx::query_scalar("SELECT key_hash FROM api_keys")
         .fetch_all(app.pool())
         .await
         .unwrap();
-    assert!(keys.iter().all(|h| h.as_slice() != key.as_bytes()));
+    assert_eq!(keys, vec![sha256(&key)]);
 
     // The link works in a browser and greets the user by name.
     let browser = browser();
-    assert!(
-        browser
-            .get(link)
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap()
-            .contains("Ext One")
-    );
+    assert!(page_text(&browser, link).await.contains("Ext One"));
     assert_eq!(
         open_link(&browser, link).await.status(),
         StatusCode::SEE_OTHER
     );
-    let page = browser
-        .get(format!("{}/connect", app.url))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let page = app.connect_page(&browser).await;
     assert!(page.contains("Ext One"));
 
     // Listing the end user's connections.

@@ -1,5 +1,6 @@
 use reqwest::StatusCode;
 
+use crate::chains::*;
 use crate::helpers::*;
 
 #[tokio::test]
@@ -96,10 +97,7 @@ async fn malformed_callback_input_is_a_400_never_a_500() {
     assert_eq!(r.status(), StatusCode::NOT_FOUND);
     // None of that consumed the real state: the flow still completes.
     let callback = app.approve(&authorize).await;
-    assert_eq!(
-        browser.get(&callback).send().await.unwrap().status(),
-        StatusCode::SEE_OTHER
-    );
+    assert_eq!(get_status(&browser, &callback).await, StatusCode::SEE_OTHER);
 }
 
 #[tokio::test]

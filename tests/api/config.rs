@@ -1,14 +1,15 @@
-use keyhaven::config::{ProviderSettings, RawSettings};
-use secrecy::SecretString;
+#![expect(
+    clippy::result_large_err,
+    reason = "figment's Jail runs closures that return its own (large) error"
+)]
 
-fn with_key() -> RawSettings {
-    RawSettings {
-        encryption_keys: Some(SecretString::from(
-            keyhaven::crypto::KeyRing::generate_entry("k1").unwrap(),
-        )),
-        ..Default::default()
-    }
-}
+use std::path::Path;
+
+use figment::Jail;
+use keyhaven::config::{ProviderSettings, RawSettings};
+use secrecy::ExposeSecret;
+
+use crate::chains::raw_settings_with_key;
 
 #[test]
 fn missing_encryption_key_names_the_setting() {
@@ -22,7 +23,7 @@ fn missing_encryption_key_names_the_setting() {
 
 #[test]
 fn invalid_provider_settings_name_the_setting() {
-    let mut raw = with_key();
+    let mut raw = raw_settings_with_key();
     raw.providers.insert(
         "acme".into(),
         ProviderSettings {
@@ -34,7 +35,7 @@ fn invalid_provider_settings_name_the_setting() {
     let err = raw.validate().unwrap_err().to_string();
     assert!(err.contains("providers.acme.kind"), "{err}");
 
-    let mut raw = with_key();
+    let mut raw = raw_settings_with_key();
     raw.providers.insert(
         "acme".into(),
         ProviderSettings {
@@ -51,7 +52,7 @@ fn invalid_provider_settings_name_the_setting() {
 
 #[test]
 fn a_provider_without_credentials_is_not_offered() {
-    let mut raw = with_key();
+    let mut raw = raw_settings_with_key();
     raw.providers
         .insert("smartrecruiters".into(), ProviderSettings::default());
     let settings = raw.validate().unwrap();
@@ -59,14 +60,32 @@ fn a_provider_without_credentials_is_not_offered() {
     assert_eq!(settings.unavailable_providers[0].0, "smartrecruiters");
 }
 
+/// Runs `test` in figment's jail: a fresh working directory, every environment change
+/// undone afterwards, and none of the variables the loader reads (`KEYHAVEN_*`,
+/// `DATABASE_URL`) left from the real environment, so only what the test sets counts.
+fn jailed(test: impl FnOnce(&mut Jail) -> figment::error::Result<()>) {
+    Jail::expect_with(|jail| {
+        let inherited: Vec<String> = std::env::vars_os()
+            .filter_map(|(name, _)| name.into_string().ok())
+            .filter(|name| name.starts_with("KEYHAVEN_") || name == "DATABASE_URL")
+            .collect();
+        for name in inherited {
+            // The jail records the real value, restores it when it ends…
+            jail.set_env(&name, "");
+            // …and meanwhile the variable is gone. SAFETY: as in the jail's own `set_env`:
+            // only jailed tests change the environment, one at a time under figment's lock.
+            unsafe { std::env::remove_var(&name) };
+        }
+        test(jail)
+    });
+}
+
 #[test]
 fn environment_and_file_are_read() {
-    let dir = std::env::temp_dir().join(format!("keyhaven-config-{}", uuid::Uuid::new_v4()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let file = dir.join("keyhaven.toml");
-    std::fs::write(
-        &file,
-        r#"
+    jailed(|jail| {
+        jail.create_file(
+            "keyhaven.toml",
+            r#"
 encryption_keys = "k1:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="
 [server]
 public_url = "https://connect.example.com"
@@ -83,37 +102,51 @@ client_id = "a"
 client_secret = "b"
 authorize_params = { prompt = "consent" }
 "#,
-    )
-    .unwrap();
-    let settings = keyhaven::config::load_raw(Some(&file))
-        .unwrap()
-        .validate()
-        .unwrap();
-    assert_eq!(
-        settings.redirect_uri("smartrecruiters"),
-        "https://connect.example.com/oauth/smartrecruiters/callback"
-    );
-    assert!(settings.secure_cookies());
-    let sr = settings.provider("smartrecruiters").unwrap();
-    assert_eq!(sr.scopes, vec!["users_read"]);
-    let acme = settings.provider("acme").unwrap();
-    assert!(acme.pkce);
-    assert_eq!(
-        acme.authorize_params,
-        vec![("prompt".to_string(), "consent".to_string())]
-    );
-    // Debug output never shows the secret.
-    assert!(!format!("{sr:?}").contains("sr-secret"));
-    assert!(!format!("{settings:?}").contains("sr-secret"));
-    let missing = keyhaven::config::load_raw(Some(&dir.join("absent.toml")))
-        .unwrap_err()
-        .to_string();
-    assert!(missing.contains("not found"), "{missing}");
+        )?;
+        // The environment wins over the file; `DATABASE_URL` is read without the prefix.
+        jail.set_env(
+            "KEYHAVEN_PROVIDERS__ACME__CLIENT_SECRET",
+            "acme-secret-from-env",
+        );
+        jail.set_env("DATABASE_URL", "postgres://db.example/keyhaven");
+        let settings = keyhaven::config::load_raw(Some(Path::new("keyhaven.toml")))
+            .unwrap()
+            .validate()
+            .unwrap();
+        assert_eq!(
+            settings.redirect_uri("smartrecruiters"),
+            "https://connect.example.com/oauth/smartrecruiters/callback"
+        );
+        assert!(settings.secure_cookies());
+        assert_eq!(
+            settings.database.url.expose_secret(),
+            "postgres://db.example/keyhaven"
+        );
+        let sr = settings.provider("smartrecruiters").unwrap();
+        assert_eq!(sr.scopes, vec!["users_read"]);
+        assert_eq!(sr.client_secret.expose_secret(), "sr-secret");
+        let acme = settings.provider("acme").unwrap();
+        assert!(acme.pkce);
+        assert_eq!(
+            acme.authorize_params,
+            vec![("prompt".to_string(), "consent".to_string())]
+        );
+        assert_eq!(acme.client_secret.expose_secret(), "acme-secret-from-env");
+        // Debug output never shows the secret.
+        assert!(!format!("{sr:?}").contains("sr-secret"));
+        assert!(!format!("{settings:?}").contains("sr-secret"));
+        assert!(!format!("{settings:?}").contains("acme-secret-from-env"));
+        let missing = keyhaven::config::load_raw(Some(Path::new("absent.toml")))
+            .unwrap_err()
+            .to_string();
+        assert!(missing.contains("not found"), "{missing}");
+        Ok(())
+    });
 }
 
 #[test]
 fn session_and_link_lifetimes_have_safe_defaults_and_bounds() {
-    let settings = with_key().validate().unwrap();
+    let settings = raw_settings_with_key().validate().unwrap();
     assert_eq!(settings.links.connect_link_hours, 1);
     assert_eq!(settings.server.session_hours, 24);
     assert_eq!(settings.server.admin_session_idle_hours, 2);
@@ -125,7 +158,7 @@ fn session_and_link_lifetimes_have_safe_defaults_and_bounds() {
         (4, 3, "server.admin_session_max_hours"),
         (2, 1000, "server.admin_session_max_hours"),
     ] {
-        let mut raw = with_key();
+        let mut raw = raw_settings_with_key();
         raw.server.admin_session_idle_hours = idle;
         raw.server.admin_session_max_hours = max;
         let err = raw.validate().unwrap_err().to_string();

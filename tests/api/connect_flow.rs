@@ -1,6 +1,7 @@
 use reqwest::StatusCode;
 use time::OffsetDateTime;
 
+use crate::chains::*;
 use crate::helpers::*;
 
 #[tokio::test]
@@ -20,14 +21,7 @@ async fn smartrecruiters_full_flow_connects_and_seals_tokens() {
     );
     assert!(query_param(&authorize, "code_challenge").is_none());
     // The consent page is a real page with Approve and Deny.
-    let consent = browser
-        .get(&authorize)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let consent = page_text(&browser, &authorize).await;
     assert!(consent.contains("Approve") && consent.contains("Deny"));
 
     let callback = app.approve(&authorize).await;
@@ -37,14 +31,7 @@ async fn smartrecruiters_full_flow_connects_and_seals_tokens() {
     assert_eq!(app.token_calls("smartrecruiters"), 1);
     assert_eq!(app.sandbox.counter("smartrecruiters.userinfo"), 1);
 
-    let page = browser
-        .get(format!("{}/connect", app.url))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let page = app.connect_page(&browser).await;
     assert!(page.contains("Connected as"), "{page}");
     assert!(
         page.contains("Sam Sandbox &#60;sam.sandbox@example.com&#62;"),
@@ -183,31 +170,16 @@ async fn health_and_readiness() {
     let app = spawn_app().await;
     let client = browser();
     assert_eq!(
-        client
-            .get(format!("{}/healthz", app.url))
-            .send()
-            .await
-            .unwrap()
-            .status(),
+        get_status(&client, format!("{}/healthz", app.url)).await,
         StatusCode::OK
     );
     assert_eq!(
-        client
-            .get(format!("{}/readyz", app.url))
-            .send()
-            .await
-            .unwrap()
-            .status(),
+        get_status(&client, format!("{}/readyz", app.url)).await,
         StatusCode::OK
     );
     app.state.pool.close().await;
     assert_eq!(
-        client
-            .get(format!("{}/readyz", app.url))
-            .send()
-            .await
-            .unwrap()
-            .status(),
+        get_status(&client, format!("{}/readyz", app.url)).await,
         StatusCode::SERVICE_UNAVAILABLE
     );
 }
@@ -246,14 +218,7 @@ async fn bad_links_and_missing_sessions_get_friendly_pages() {
 
     // Expired link: connect links last an hour by default.
     let link = app.create_link("erin").await;
-    let page = client
-        .get(&link)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let page = page_text(&client, &link).await;
     app.clock.advance(time::Duration::minutes(61));
     let r = client.get(&link).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::BAD_REQUEST);
@@ -286,14 +251,7 @@ async fn session_cookie_is_httponly_lax_and_cycled_on_bind() {
     // Plain http on 127.0.0.1: not Secure (Secure everywhere else).
     assert!(!cookie1.contains("Secure"));
     let link2 = app.create_link("gus").await;
-    let page = client
-        .get(&link2)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let page = page_text(&client, &link2).await;
     let r2 = continue_link(&client, &link2, &page).await;
     let cookie2 = session_line(&r2);
     let id = |c: &str| c.split(';').next().unwrap().to_string();

@@ -132,14 +132,7 @@ async fn a_browser_closed_during_a_slow_code_exchange_still_ends_connected() {
     assert_eq!(app.status_of(id).await, "active");
     assert_eq!(app.token_calls("smartrecruiters"), 1);
     // The user comes back to the connect page: connected.
-    let page = browser
-        .get(format!("{}/connect", app.url))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let page = app.connect_page(&browser).await;
     assert!(page.contains("Connected as"), "{page}");
     let key = app.api_key().await;
     access_token(&app, &key, id).await;

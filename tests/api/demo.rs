@@ -4,6 +4,7 @@ use std::collections::HashMap;
 
 use reqwest::StatusCode;
 
+use crate::chains::page_text;
 use crate::helpers::{Options, location, spawn_app_with};
 
 /// Undoes the HTML escaping of attribute values.
@@ -57,14 +58,7 @@ async fn a_newcomer_connects_the_demos_bullhorn_with_any_username_and_password()
     })
     .await;
     let browser = app.user_browser("newcomer").await;
-    let page = browser
-        .get(format!("{}/connect", app.url))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let page = app.connect_page(&browser).await;
     let card = page
         .split("id=\"provider-bullhorn\"")
         .nth(1)
@@ -120,14 +114,7 @@ async fn a_newcomer_connects_the_demos_bullhorn_with_any_username_and_password()
     assert_eq!(r.status(), StatusCode::FOUND, "signed in");
     let r = browser.get(location(&r)).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::SEE_OTHER, "callback");
-    let done = browser
-        .get(format!("{}{}", app.url, location(&r)))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let done = page_text(&browser, format!("{}{}", app.url, location(&r))).await;
     let card = done
         .split("id=\"provider-bullhorn\"")
         .nth(1)
@@ -166,14 +153,7 @@ async fn every_card_in_the_demo_connects_by_filling_in_the_pages_forms() {
     })
     .await;
     let browser = app.user_browser("reader").await;
-    let page = browser
-        .get(format!("{}/connect", app.url))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let page = app.connect_page(&browser).await;
     let providers: Vec<String> = page
         .split("id=\"provider-")
         .skip(1)
@@ -181,14 +161,7 @@ async fn every_card_in_the_demo_connects_by_filling_in_the_pages_forms() {
         .collect();
     assert_eq!(providers.len(), 5, "{providers:?}");
     for provider in providers {
-        let page = browser
-            .get(format!("{}/connect", app.url))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let page = app.connect_page(&browser).await;
         // What a reader does: fill in every empty field, press the button.
         let (action, mut fields) = form(&page, Some(&format!("/connect/{provider}")));
         for value in fields.values_mut().filter(|v| v.is_empty()) {
@@ -220,14 +193,7 @@ async fn every_card_in_the_demo_connects_by_filling_in_the_pages_forms() {
         assert_eq!(r.status(), StatusCode::FOUND, "{provider}: {sandbox_page}");
         let r = browser.get(location(&r)).send().await.unwrap();
         assert_eq!(r.status(), StatusCode::SEE_OTHER, "{provider} callback");
-        let done = browser
-            .get(format!("{}{}", app.url, location(&r)))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let done = page_text(&browser, format!("{}{}", app.url, location(&r))).await;
         let card = done
             .split(&format!("id=\"provider-{provider}\""))
             .nth(1)
@@ -243,14 +209,7 @@ async fn every_card_in_the_demo_connects_by_filling_in_the_pages_forms() {
 async fn outside_the_demo_the_sandboxs_bullhorn_still_wants_a_known_user() {
     let app = spawn_app_with(Options::default()).await;
     let browser = app.user_browser("someone").await;
-    let page = browser
-        .get(format!("{}/connect", app.url))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let page = app.connect_page(&browser).await;
     assert!(!page.contains("any Bullhorn username"));
     let (action, mut fields) = form(&page, Some("/connect/bullhorn"));
     fields.insert("username".into(), "ines.ortega.emea".into());

@@ -1,6 +1,7 @@
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::io::Write;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex, Once};
 
 use keyhaven::app::Application;
 use keyhaven::clock::Clock;
@@ -13,10 +14,10 @@ use url::Url;
 
 pub const CLIENT_SECRET: &str = "sentinel-client-secret-0f9e8d7c";
 
-/// Every log line of the test binary, at trace level.
-static LOGS: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
+/// One test's log lines, at trace level.
+type Logs = Arc<Mutex<Vec<u8>>>;
 
-struct Capture(Arc<Mutex<Vec<u8>>>);
+struct Capture(Logs);
 
 impl Write for Capture {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
@@ -31,26 +32,57 @@ impl Write for Capture {
     }
 }
 
+fn trace_to<W>(writer: W) -> impl tracing::Subscriber + Send + Sync
+where
+    W: for<'w> tracing_subscriber::fmt::MakeWriter<'w> + Send + Sync + 'static,
+{
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new("trace"))
+        .with_ansi(false)
+        .with_writer(writer)
+        .finish()
+}
+
+thread_local! {
+    /// The capture of the test running on this thread, installed as the thread's default
+    /// subscriber. Each test has its own thread, and its runtime (current-thread) polls
+    /// every task the test spawns there: its portals', its sandbox's and its own.
+    static TEST_LOGS: RefCell<Option<(Logs, tracing::dispatcher::DefaultGuard)>> =
+        const { RefCell::new(None) };
+}
+
+/// Starts capturing this test's logs (once per test).
 fn init_logs() {
-    LOGS.get_or_init(|| {
-        let buf = Arc::new(Mutex::new(Vec::new()));
-        let writer = buf.clone();
-        let _ = tracing_subscriber::fmt()
-            .with_env_filter(tracing_subscriber::EnvFilter::new("trace"))
-            .with_ansi(false)
-            .with_writer(move || Capture(writer.clone()))
-            .try_init();
-        buf
+    assert_eq!(
+        tokio::runtime::Handle::current().runtime_flavor(),
+        tokio::runtime::RuntimeFlavor::CurrentThread,
+        "logs are captured per test thread: tests run on the current-thread runtime"
+    );
+    // Lines logged outside a capture (tests without a portal) go to the test's output,
+    // shown when it fails; `log` records (e.g. reqwest's cookie store) become events.
+    static GLOBAL: Once = Once::new();
+    GLOBAL.call_once(|| {
+        use tracing_subscriber::util::SubscriberInitExt;
+        let _ = trace_to(tracing_subscriber::fmt::TestWriter::new()).try_init();
+    });
+    TEST_LOGS.with_borrow_mut(|capture| {
+        if capture.is_none() {
+            let logs = Logs::default();
+            let writer = logs.clone();
+            let dispatch = tracing::Dispatch::new(trace_to(move || Capture(writer.clone())));
+            *capture = Some((logs, tracing::dispatcher::set_default(&dispatch)));
+        }
     });
 }
 
+/// Everything logged so far by this test: its portals, its sandbox and its own code.
 pub fn captured_logs() -> String {
-    let buf = LOGS
-        .get()
-        .expect("logs initialised")
-        .lock()
-        .unwrap_or_else(|p| p.into_inner());
-    String::from_utf8_lossy(&buf).into_owned()
+    TEST_LOGS.with_borrow(|capture| {
+        let (logs, _) = capture
+            .as_ref()
+            .expect("logs are captured from the test's first spawn_app");
+        String::from_utf8_lossy(&logs.lock().unwrap_or_else(|p| p.into_inner())).into_owned()
+    })
 }
 
 pub fn base_database_url() -> String {
@@ -484,9 +516,15 @@ pub async fn continue_link(browser: &reqwest::Client, link: &str, page: &str) ->
         .unwrap()
 }
 
+/// The SHA-256 digest of `text`, computed here rather than by the portal's own code.
+pub fn sha256(text: &str) -> Vec<u8> {
+    use sha2::Digest;
+    sha2::Sha256::digest(text.as_bytes()).to_vec()
+}
+
 /// How the session table stores a session id: the hex SHA-256 of the cookie's value.
 pub fn stored_session_id(cookie_value: &str) -> String {
-    keyhaven::crypto::token_hash(cookie_value)
+    sha256(cookie_value)
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect()

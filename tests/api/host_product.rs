@@ -4,6 +4,7 @@
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
+use crate::chains::*;
 use crate::helpers::*;
 
 const APP: &str = "https://app.example.com";
@@ -257,14 +258,7 @@ async fn a_link_for_one_provider_goes_straight_to_its_authorize_step() {
     let browser = crate::helpers::browser();
     let r = open_link(&browser, &link).await;
     assert_eq!(location(&r), "/connect");
-    let page = browser
-        .get(format!("{}/connect", app.url))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let page = app.connect_page(&browser).await;
     assert!(page.contains("id=\"provider-bullhorn\""), "{page}");
     assert!(page.contains("name=\"username\""), "{page}");
     assert_eq!(page.matches("class=\"card\"").count(), 1, "{page}");
@@ -284,14 +278,7 @@ async fn providers_limit_the_cards_and_the_page_leads_back_to_the_product() {
     .await;
     let browser = browser();
     open_link(&browser, &link).await;
-    let page = browser
-        .get(format!("{}/connect", app.url))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let page = app.connect_page(&browser).await;
     for shown in ["acme", "zoho"] {
         assert!(page.contains(&format!("id=\"provider-{shown}\"")), "{page}");
     }
@@ -356,17 +343,14 @@ async fn popup_mode_ends_on_a_page_that_posts_to_the_product_origin() {
     assert!(!page.contains("<script>"), "no inline script");
 
     // Values on the last page are checked, whatever the address says.
-    let page = browser
-        .get(format!(
+    let page = page_text(
+        &browser,
+        format!(
             "{}/connect/finished?keyhaven_status=connected&provider=%3Cb%3E&connection_id=nope",
             app.url
-        ))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+        ),
+    )
+    .await;
     assert!(!page.contains("data-provider"), "{page}");
     assert!(!page.contains("data-connection-id"), "{page}");
     let r = browser
@@ -380,14 +364,7 @@ async fn popup_mode_ends_on_a_page_that_posts_to_the_product_origin() {
     assert_eq!(r.status(), StatusCode::BAD_REQUEST);
 
     // Without a popup link in this browser, the page posts nowhere.
-    let stranger = reqwest::Client::new()
-        .get(format!("{}{last}", app.url))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let stranger = page_text(&reqwest::Client::new(), format!("{}{last}", app.url)).await;
     assert!(!stranger.contains("data-target-origin"), "{stranger}");
 
     let script = reqwest::get(format!("{}/static/keyhaven-popup.js", app.url))
@@ -422,14 +399,7 @@ async fn branding_appears_on_end_user_pages_and_in_the_stylesheet() {
     })
     .await;
     let browser = app.user_browser("branded").await;
-    let connect = browser
-        .get(format!("{}/connect", app.url))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let connect = app.connect_page(&browser).await;
     let error = reqwest::get(format!("{}/c/not-a-link", app.url))
         .await
         .unwrap();

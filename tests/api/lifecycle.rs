@@ -85,36 +85,16 @@ async fn an_expiring_credential_is_refreshed_once_and_the_rotated_token_kept() {
     let app = spawn_app().await;
     let key = app.api_key().await;
     let (_, id) = app.connected("cred-2", "smartrecruiters").await;
-    let before: Value = app
-        .credentials(&app.url, &key, id, false)
-        .await
-        .json()
-        .await
-        .unwrap();
+    let before: Value = app.credentials_json(&app.url, &key, id, false).await;
     expire(&app);
-    let after: Value = app
-        .credentials(&app.url, &key, id, false)
-        .await
-        .json()
-        .await
-        .unwrap();
+    let after: Value = app.credentials_json(&app.url, &key, id, false).await;
     assert_ne!(before["access_token"], after["access_token"]);
     assert_eq!(app.sandbox.counter("smartrecruiters.refreshed"), 1);
-    let again: Value = app
-        .credentials(&app.url, &key, id, false)
-        .await
-        .json()
-        .await
-        .unwrap();
+    let again: Value = app.credentials_json(&app.url, &key, id, false).await;
     assert_eq!(again["access_token"], after["access_token"]);
     assert_eq!(app.sandbox.counter("smartrecruiters.refreshed"), 1);
     // force_refresh forces one, with the rotated refresh token.
-    let forced: Value = app
-        .credentials(&app.url, &key, id, true)
-        .await
-        .json()
-        .await
-        .unwrap();
+    let forced: Value = app.credentials_json(&app.url, &key, id, true).await;
     assert_ne!(forced["access_token"], after["access_token"]);
     assert_eq!(app.sandbox.counter("smartrecruiters.refreshed"), 2);
     assert_eq!(app.sandbox.dead_refresh_token_uses(), 0);
@@ -208,14 +188,7 @@ async fn invalid_grant_needs_reconnect_once_and_the_reconnect_link_repairs_it() 
         open_link(&browser, &link).await.status(),
         StatusCode::SEE_OTHER
     );
-    let page = browser
-        .get(format!("{}/connect", app.url))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let page = app.connect_page(&browser).await;
     assert!(
         page.contains("Needs reconnect") && page.contains("no longer accepts"),
         "{page}"
@@ -442,12 +415,7 @@ async fn a_refresh_racing_a_reconnect_loses_to_the_reconnect() {
     let r = refreshing.await.unwrap();
     assert_eq!(r.status(), StatusCode::OK);
     let served: Value = r.json().await.unwrap();
-    let now: Value = app
-        .credentials(&app.url, &key, id, false)
-        .await
-        .json()
-        .await
-        .unwrap();
+    let now: Value = app.credentials_json(&app.url, &key, id, false).await;
     assert_eq!(
         served["access_token"], now["access_token"],
         "the reconnect's token is served"

@@ -5,6 +5,7 @@
 
 use reqwest::StatusCode;
 
+use crate::chains::*;
 use crate::helpers::*;
 
 async fn connect_page(app: &TestApp, b: &reqwest::Client) -> String {
@@ -73,7 +74,7 @@ async fn opening_a_second_users_link_asks_first_and_binds_nothing_until_confirme
     let page = connect_page(&app, &b).await;
     assert!(page.contains("User second") && !page.contains("User first"));
     // The same user's link again: no switch to confirm.
-    let page = b.get(&link).send().await.unwrap().text().await.unwrap();
+    let page = page_text(&b, &link).await;
     assert!(!page.contains("switch-user"));
 }
 
@@ -83,15 +84,8 @@ async fn a_connect_link_belongs_to_the_first_browser_that_continues_with_it() {
     let link = app.create_link("owner").await;
     let (first, second) = (browser(), browser());
     // Both see the page; the first to continue claims the link.
-    let page_first = first.get(&link).send().await.unwrap().text().await.unwrap();
-    let page_second = second
-        .get(&link)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let page_first = page_text(&first, &link).await;
+    let page_second = page_text(&second, &link).await;
     let r = continue_link(&first, &link, &page_first).await;
     assert_eq!(r.status(), StatusCode::SEE_OTHER);
     let device = set_cookie_value(&r, "keyhaven_device").expect("the claiming cookie");
@@ -103,11 +97,7 @@ async fn a_connect_link_belongs_to_the_first_browser_that_continues_with_it() {
             .fetch_one(app.pool())
             .await
             .unwrap();
-    assert_eq!(
-        claimed,
-        Some(keyhaven::crypto::token_hash(&device)),
-        "stored hashed"
-    );
+    assert_eq!(claimed, Some(sha256(&device)), "stored hashed");
 
     let r = continue_link(&second, &link, &page_second).await;
     assert_eq!(r.status(), StatusCode::FORBIDDEN);
@@ -242,10 +232,7 @@ async fn reconnecting_another_upstream_account_needs_the_users_choice_and_is_rec
     // The same account is welcome without the choice.
     let authorize = start_from_card(&app, &b, "acme", false).await;
     let callback = app.approve(&authorize).await;
-    assert_eq!(
-        b.get(&callback).send().await.unwrap().status(),
-        StatusCode::SEE_OTHER
-    );
+    assert_eq!(get_status(&b, &callback).await, StatusCode::SEE_OTHER);
     assert_eq!(app.events_of(id).await, vec!["connected", "reconnected"]);
 
     // With "Connect a different account": replaced, and recorded.
@@ -284,14 +271,7 @@ async fn bullhorn_api_user_mode_replaces_the_account_only_by_choice() {
         let b = b.clone();
         let app_url = app.url.clone();
         async move {
-            let page = b
-                .get(format!("{app_url}/connect"))
-                .send()
-                .await
-                .unwrap()
-                .text()
-                .await
-                .unwrap();
+            let page = page_text(&b, format!("{app_url}/connect")).await;
             let csrf = field_value(&page, "csrf").unwrap();
             let mut form = vec![
                 ("csrf", csrf),

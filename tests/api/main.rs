@@ -6,6 +6,7 @@ mod admin;
 mod api;
 mod browser;
 mod callback_input;
+mod chains;
 mod config;
 mod connect_flow;
 mod custody;

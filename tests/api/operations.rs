@@ -224,12 +224,13 @@ impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Lines {
 /// subscriber set here sees the portal's and the sandbox's tasks and nothing else.
 #[tokio::test]
 async fn json_logs_carry_the_request_span_and_the_request_id() {
+    let app = spawn_app().await;
+    // Set after `spawn_app` (which starts the test's usual capture), it takes over from here.
     let lines = Lines::default();
     let _logs = tracing::subscriber::set_default(keyhaven::telemetry::json_subscriber(
         tracing_subscriber::EnvFilter::new("info"),
         lines.clone(),
     ));
-    let app = spawn_app().await;
     let (_, id) = app.connected("json-logs-1", "smartrecruiters").await;
     let key = app.api_key().await;
     let url = format!("{}/api/v1/connections/{id}/credentials", app.url);

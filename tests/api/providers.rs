@@ -5,6 +5,7 @@ use reqwest::StatusCode;
 use serde_json::Value;
 use url::Url;
 
+use crate::chains::*;
 use crate::helpers::*;
 
 fn fault(provider: &str, target: FaultTarget, effect: FaultEffect) -> Fault {
@@ -65,14 +66,7 @@ async fn connection_id(app: &TestApp, provider: &str) -> uuid::Uuid {
 async fn bullhorn_browser_flow_finds_the_data_center_and_spends_the_token_on_rest_login() {
     let app = spawn_app().await;
     let browser = app.user_browser("bh-1").await;
-    let page = browser
-        .get(format!("{}/connect", app.url))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let page = app.connect_page(&browser).await;
     assert!(page.contains("Bullhorn username"));
     // west.user lives in the west data center: loginInfo at east answers 307, followed once.
     let r = start_bullhorn(&app, &browser, "west.user").await;
@@ -134,12 +128,7 @@ async fn bullhorn_browser_flow_finds_the_data_center_and_spends_the_token_on_res
     );
     // The backend's credential is {BhRestToken, restUrl}.
     let key = app.api_key().await;
-    let credential: Value = app
-        .credentials(&app.url, &key, id, false)
-        .await
-        .json()
-        .await
-        .unwrap();
+    let credential: Value = app.credentials_json(&app.url, &key, id, false).await;
     assert_eq!(credential["token_type"], "BhRestToken");
     assert_eq!(
         credential["extras"]["BhRestToken"],
@@ -154,12 +143,7 @@ async fn bullhorn_browser_flow_finds_the_data_center_and_spends_the_token_on_res
 
     // The REST session expires: refresh (rotating) and log in again, storing the new token first.
     app.clock.advance(time::Duration::minutes(11));
-    let fresh: Value = app
-        .credentials(&app.url, &key, id, false)
-        .await
-        .json()
-        .await
-        .unwrap();
+    let fresh: Value = app.credentials_json(&app.url, &key, id, false).await;
     assert_ne!(fresh["access_token"], credential["access_token"]);
     assert_eq!(app.sandbox.counter("bullhorn.refreshed"), 1);
     assert_eq!(app.sandbox.counter("bullhorn.rest_login"), 2);
@@ -189,14 +173,7 @@ async fn bullhorn_api_user_mode_connects_server_side_and_recovers_a_dead_grant()
         .add_bullhorn_user("api.user", password, "emea")
         .unwrap();
     let browser = app.user_browser("bh-3").await;
-    let page = browser
-        .get(format!("{}/connect", app.url))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let page = app.connect_page(&browser).await;
     assert!(page.contains("type=\"password\""));
     let csrf = app.csrf(&browser).await;
     let post = |password: &'static str, remember: bool| {
@@ -322,12 +299,7 @@ async fn zoho_eu_user_is_exchanged_at_the_eu_accounts_server_and_served_from_the
     assert_eq!(app.sandbox.counter("zoho.eu.userinfo"), 1);
     let id = connection_id(&app, "zoho").await;
     let key = app.api_key().await;
-    let credential: Value = app
-        .credentials(&app.url, &key, id, false)
-        .await
-        .json()
-        .await
-        .unwrap();
+    let credential: Value = app.credentials_json(&app.url, &key, id, false).await;
     assert_eq!(credential["token_type"], "Zoho-oauthtoken");
     assert!(
         credential["extras"]["api_host"]
@@ -405,7 +377,7 @@ async fn a_forged_zoho_accounts_server_causes_no_outbound_call() {
         .await
         .replace("location=eu", "location=us");
     assert_eq!(
-        browser.get(&callback).send().await.unwrap().status(),
+        get_status(&browser, &callback).await,
         StatusCode::BAD_REQUEST
     );
     let calls: u64 = app
@@ -466,14 +438,7 @@ async fn zoho_errors_in_a_200_are_failures_and_the_throttle_is_retryable() {
     let r = app.credentials(&app.url, &key, id, false).await;
     assert_eq!(r.status(), StatusCode::CONFLICT);
     // The reconnect card warns about Zoho's 20-grant limit before the user re-consents.
-    let page = browser
-        .get(format!("{}/connect", app.url))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let page = app.connect_page(&browser).await;
     assert!(page.contains("at most 20"), "{page}");
 }
 
@@ -505,14 +470,7 @@ async fn hurdlr_form_body_no_token_type_and_created_at_expiry() {
 
 #[tokio::test]
 async fn hurdlr_without_an_authorize_url_is_not_offered_and_says_why() {
-    let mut raw = keyhaven::config::RawSettings {
-        encryption_keys: Some(
-            keyhaven::crypto::KeyRing::generate_entry("k")
-                .unwrap()
-                .into(),
-        ),
-        ..Default::default()
-    };
+    let mut raw = raw_settings_with_key();
     raw.providers.insert(
         "hurdlr".into(),
         keyhaven::config::ProviderSettings {
@@ -559,16 +517,7 @@ async fn provider_flows_leak_no_secret_into_logs_or_pages() {
         .await
         .unwrap();
     assert_eq!(r.status(), StatusCode::SEE_OTHER);
-    bodies.push(
-        browser
-            .get(format!("{}/connect", app.url))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap(),
-    );
+    bodies.push(app.connect_page(&browser).await);
     // Refresh everything once, through the API.
     let key = app.api_key().await;
     let ids: Vec<uuid::Uuid> = sqlx::query_scalar("SELECT id FROM connections")
@@ -580,6 +529,10 @@ async fn provider_flows_leak_no_secret_into_logs_or_pages() {
         assert_eq!(r.status(), StatusCode::OK);
     }
     let logs = captured_logs();
+    assert!(
+        logs.contains("connection established"),
+        "the portal's lines were captured at trace level"
+    );
     let secrets = app.sandbox.secrets_seen();
     assert!(secrets.iter().any(|s| s == "leak-user-password-55555555"));
     for secret in secrets.iter().filter(|s| s.len() >= 16) {

@@ -1,6 +1,7 @@
 use keyhaven::sandbox::{Fault, FaultEffect, FaultTarget};
 use reqwest::StatusCode;
 
+use crate::chains::*;
 use crate::helpers::*;
 
 /// Runs every kind of flow with trace logging on, then looks for every secret value
@@ -31,27 +32,9 @@ async fn no_secret_appears_in_logs_pages_api_bodies_or_the_database_dump() {
         let callback = app.approve(&authorize).await;
         let r = browser.get(&callback).send().await.unwrap();
         assert_eq!(r.status(), StatusCode::SEE_OTHER);
-        bodies.push(
-            browser
-                .get(format!("{}{}", app.url, location(&r)))
-                .send()
-                .await
-                .unwrap()
-                .text()
-                .await
-                .unwrap(),
-        );
+        bodies.push(page_text(&browser, format!("{}{}", app.url, location(&r))).await);
         // Replaying the used callback yields an error page.
-        bodies.push(
-            browser
-                .get(&callback)
-                .send()
-                .await
-                .unwrap()
-                .text()
-                .await
-                .unwrap(),
-        );
+        bodies.push(page_text(&browser, &callback).await);
     }
     // A failed exchange and a declined flow.
     app.sandbox.add_fault(Fault {
@@ -63,29 +46,11 @@ async fn no_secret_appears_in_logs_pages_api_bodies_or_the_database_dump() {
     let authorize = app.start(&browser, "acme").await;
     secrets.push(query_param(&authorize, "state").unwrap());
     let callback = app.approve(&authorize).await;
-    bodies.push(
-        browser
-            .get(&callback)
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap(),
-    );
+    bodies.push(page_text(&browser, &callback).await);
     let authorize = app.start(&browser, "smartrecruiters").await;
     secrets.push(query_param(&authorize, "state").unwrap());
     let denied = app.decide(&authorize, "deny", "x").await;
-    bodies.push(
-        browser
-            .get(&denied)
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap(),
-    );
+    bodies.push(page_text(&browser, &denied).await);
 
     // An admin signs in (once with a wrong password) and looks around: the password, the
     // session id and the sign-in form's token are secrets too.

@@ -4,6 +4,7 @@
 use reqwest::StatusCode;
 use reqwest::header::COOKIE;
 
+use crate::chains::*;
 use crate::helpers::*;
 
 async fn connect_page(browser: &reqwest::Client, base: &str) -> String {
@@ -505,11 +506,7 @@ async fn on_https_every_cookie_is_secure_and_host_prefixed() {
     let r = client
         .post(format!("{}/admin/login", app.url))
         .header(COOKIE, &form)
-        .form(&[
-            ("csrf", csrf.as_str()),
-            ("email", ADMIN_EMAIL),
-            ("password", ADMIN_PASSWORD),
-        ])
+        .form(&admin_login_form(csrf.as_str()))
         .send()
         .await
         .unwrap();
@@ -522,11 +519,7 @@ async fn on_https_every_cookie_is_secure_and_host_prefixed() {
         let r = client
             .post(format!("{}/admin/login", app.url))
             .header(COOKIE, cookie)
-            .form(&[
-                ("csrf", csrf.as_str()),
-                ("email", ADMIN_EMAIL),
-                ("password", ADMIN_PASSWORD),
-            ])
+            .form(&admin_login_form(csrf.as_str()))
             .send()
             .await
             .unwrap();

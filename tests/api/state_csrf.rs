@@ -1,6 +1,7 @@
 use base64::Engine;
 use reqwest::StatusCode;
 
+use crate::chains::*;
 use crate::helpers::*;
 
 async fn assert_rejected(app: &TestApp, browser: &reqwest::Client, callback: &str) {
@@ -41,10 +42,7 @@ async fn missing_wrong_and_replayed_state_are_rejected_before_any_token_call() {
     // A fresh flow works exactly once; the replay is refused without a second token call.
     let authorize = app.start(&browser, "smartrecruiters").await;
     let callback = app.approve(&authorize).await;
-    assert_eq!(
-        browser.get(&callback).send().await.unwrap().status(),
-        StatusCode::SEE_OTHER
-    );
+    assert_eq!(get_status(&browser, &callback).await, StatusCode::SEE_OTHER);
     let replay = browser.get(&callback).send().await.unwrap();
     assert_eq!(replay.status(), StatusCode::BAD_REQUEST);
     assert_eq!(app.token_calls("smartrecruiters"), 1);
@@ -63,10 +61,7 @@ async fn another_sessions_state_is_rejected_and_does_not_burn_it() {
     assert_eq!(r.status(), StatusCode::BAD_REQUEST);
     assert_eq!(app.token_calls("smartrecruiters"), 0);
     // The rightful browser still completes.
-    assert_eq!(
-        victim.get(&callback).send().await.unwrap().status(),
-        StatusCode::SEE_OTHER
-    );
+    assert_eq!(get_status(&victim, &callback).await, StatusCode::SEE_OTHER);
     let owner: String = sqlx::query_scalar(
         "SELECT e.external_id FROM connections c JOIN end_users e ON e.id = c.end_user_id",
     )
@@ -84,14 +79,7 @@ async fn a_flow_started_for_one_user_cannot_finish_for_another_in_the_same_brows
     let callback = app.approve(&authorize).await;
     // The same browser now opens U's link: the session is re-bound.
     let link = app.create_link("u").await;
-    let page = browser
-        .get(&link)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let page = page_text(&browser, &link).await;
     assert!(
         page.contains("id=\"switch-user\""),
         "the switch is confirmed first"
@@ -142,10 +130,7 @@ async fn two_tabs_run_two_flows_at_once() {
     );
     // Finish in another order than started.
     for cb in [&cb_c, &cb_b, &cb_a] {
-        assert_eq!(
-            browser.get(cb).send().await.unwrap().status(),
-            StatusCode::SEE_OTHER
-        );
+        assert_eq!(get_status(&browser, cb).await, StatusCode::SEE_OTHER);
     }
     assert_eq!(app.connection_count().await, 2);
     assert_eq!(app.token_calls("smartrecruiters"), 2);
