@@ -21,7 +21,6 @@ pub mod link_options;
 pub mod oauth;
 pub mod providers;
 pub mod reseal;
-pub mod sandbox;
 pub mod state;
 pub mod telemetry;
 pub mod web;
