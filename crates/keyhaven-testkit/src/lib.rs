@@ -1,14 +1,13 @@
 //! Set-up shared by the integration tests and the benches: a scratch database that is
 //! dropped with its guard, and a portal with the provider sandbox on ports of 127.0.0.1,
 //! every provider pointed at the sandbox.
-#![allow(
+#![expect(
     clippy::unwrap_used,
     clippy::expect_used,
     reason = "set-up that fails should fail the test or bench at once"
 )]
 
 use std::future::Future;
-use std::net::SocketAddr;
 use std::sync::Mutex;
 
 use keyhaven::app::Application;
@@ -23,7 +22,7 @@ use tokio::net::TcpListener;
 /// guard is.
 pub struct ScratchDatabase {
     name: String,
-    /// Where `{db}` in the template is this database.
+    /// The template with `{db}` replaced by this database's name.
     pub url: String,
     /// The server's `postgres` database, from which this one is created and dropped.
     admin_url: String,
@@ -110,7 +109,6 @@ pub struct Stage {
     /// The sandbox's origin, e.g. `http://127.0.0.1:PORT`.
     pub sandbox_url: String,
     pub listener: TcpListener,
-    pub addr: SocketAddr,
     /// The portal's origin.
     pub url: String,
     /// The `KEYHAVEN_ENCRYPTION_KEYS` value the portal runs with.
@@ -147,7 +145,6 @@ impl Stage {
             sandbox,
             sandbox_url,
             listener,
-            addr,
             url,
             keys,
             client_secret: client_secret.into(),
@@ -169,7 +166,6 @@ impl Stage {
             client_secret,
             settings,
             database,
-            ..
         } = self;
         keyhaven::cli::register_sandbox_clients(&sandbox, &settings, &client_secret);
         let pool = keyhaven::db::connect_and_migrate(&settings.database)
