@@ -13,7 +13,7 @@ mod support;
 use std::time::Instant;
 
 use keyhaven::lifecycle::refresher;
-use keyhaven::sandbox::{Fault, FaultEffect, FaultTarget};
+use keyhaven_sandbox::{Fault, FaultEffect, FaultTarget};
 
 #[tokio::main]
 async fn main() {

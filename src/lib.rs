@@ -25,7 +25,6 @@ pub mod oauth;
 pub mod outbound;
 pub mod providers;
 pub mod reseal;
-pub mod sandbox;
 pub mod state;
 pub mod telemetry;
 pub mod web;

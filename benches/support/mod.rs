@@ -1,14 +1,13 @@
-//! Shared by the benchmarks: a portal and sandbox in this process on a fresh database,
-//! one complete connect flow over real HTTP, and percentile helpers.
+//! Shared by the benchmarks: a portal and sandbox in this process on a scratch database
+//! (the set-up is `keyhaven-testkit`'s, as the tests'), one complete connect flow over
+//! real HTTP, and percentile helpers.
 #![allow(dead_code)]
 
 use std::time::{Duration, Instant};
 
 use hyper::header::{AUTHORIZATION, CONTENT_TYPE, COOKIE, HOST, LOCATION, SET_COOKIE};
-use keyhaven::app::Application;
-use keyhaven::clock::Clock;
-use keyhaven::sandbox::Sandbox;
-use keyhaven::state::AppState;
+pub use keyhaven_testkit::Portal;
+use keyhaven_testkit::Stage;
 use tokio::net::TcpListener;
 
 // The portal binary runs on mimalloc (src/main.rs); measure with the same allocator.
@@ -17,41 +16,19 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 const SECRET: &str = "bench-client-secret";
 
-pub struct Portal {
-    pub url: String,
-    pub state: AppState,
-    pub sandbox: Sandbox,
-    /// The sandbox provider's origin, e.g. `http://127.0.0.1:PORT`.
-    pub sandbox_url: String,
-    pub clock: Clock,
-}
-
-/// Portal and sandbox (auto-approve) on a fresh database; `tune` adjusts settings.
+/// Portal and sandbox (auto-approve) on a scratch database; `tune` adjusts settings.
 pub async fn start(tune: impl FnOnce(&mut keyhaven::config::Settings)) -> Portal {
     let template = std::env::var("BENCH_DATABASE_URL")
         .unwrap_or_else(|_| keyhaven::config::local_database_url("{db}"));
-    let database_url = template.replace(
-        "{db}",
-        &format!("keyhaven_bench_{}", uuid::Uuid::new_v4().simple()),
-    );
-    let clock = Clock::default();
-    let sandbox = Sandbox::new(clock.clone());
-    sandbox.set_auto_approve(true);
-    let sandbox_url = sandbox.spawn("127.0.0.1:0".parse().unwrap()).await.unwrap();
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let url = format!("http://127.0.0.1:{}", addr.port());
-    let keys = keyhaven::crypto::KeyRing::generate_entry("bench").unwrap();
-    let mut settings =
-        keyhaven::cli::sandbox_settings(&url, addr, &sandbox_url, &database_url, &keys, SECRET)
-            .unwrap();
+    let mut stage = Stage::new(&template, "bench", SECRET).await;
+    stage.sandbox.set_auto_approve(true);
+    let settings = &mut stage.settings;
     if let Some(size) = std::env::var("BENCH_POOL")
         .ok()
         .and_then(|v| v.parse().ok())
     {
         settings.database.max_connections = size;
     }
-    settings.refresher.enabled = false;
     // BENCH_METRICS=1 records Prometheus metrics (and serves /metrics on a spare port).
     if std::env::var("BENCH_METRICS").is_ok_and(|v| v == "1") {
         settings.server.metrics_listen = Some("127.0.0.1:0".parse().unwrap());
@@ -59,23 +36,8 @@ pub async fn start(tune: impl FnOnce(&mut keyhaven::config::Settings)) -> Portal
     } else {
         println!("metrics: off");
     }
-    tune(&mut settings);
-    keyhaven::cli::register_sandbox_clients(&sandbox, &settings, SECRET);
-    let pool = keyhaven::db::connect_and_migrate(&settings.database)
-        .await
-        .unwrap();
-    let app = Application::build_on(listener, settings, pool, clock.clone())
-        .await
-        .unwrap();
-    let state = app.state().clone();
-    tokio::spawn(app.run_until(std::future::pending()));
-    Portal {
-        url,
-        state,
-        sandbox,
-        sandbox_url,
-        clock,
-    }
+    tune(settings);
+    stage.start(std::future::pending()).await
 }
 
 /// One flow's cookie jar: the cookies a browser holds for the portal, by name (one `Cookie` header's worth).

@@ -2,8 +2,8 @@
 //! limiting, every page and action, escaping, and the connection list's filters, search,
 //! sort and keyset pages.
 
-use keyhaven::sandbox::{Fault, FaultEffect, FaultTarget, Profile};
 use keyhaven::web::api::{EndUserInput, create_link_for};
+use keyhaven_sandbox::{Fault, FaultEffect, FaultTarget, Profile};
 use reqwest::StatusCode;
 use reqwest::header::COOKIE;
 use uuid::Uuid;

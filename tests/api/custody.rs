@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::process::{ExitStatus, Stdio};
 use std::sync::Arc;
 
-use keyhaven::sandbox::{Fault, FaultEffect, FaultTarget};
+use keyhaven_sandbox::{Fault, FaultEffect, FaultTarget};
 use reqwest::StatusCode;
 use serde_json::Value;
 

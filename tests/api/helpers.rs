@@ -5,8 +5,9 @@ use std::sync::{Arc, Mutex, Once};
 
 use keyhaven::app::Application;
 use keyhaven::clock::Clock;
-use keyhaven::sandbox::Sandbox;
 use keyhaven::state::AppState;
+use keyhaven_sandbox::Sandbox;
+use keyhaven_testkit::{Portal, ScratchDatabase, Stage};
 use reqwest::StatusCode;
 use sqlx::PgPool;
 use tokio::net::TcpListener;
@@ -90,20 +91,6 @@ pub fn base_database_url() -> String {
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into())
 }
 
-/// A fresh, empty database for one test.
-pub async fn fresh_database() -> String {
-    let name = format!("keyhaven_test_{}", uuid::Uuid::new_v4().simple());
-    let admin = PgPool::connect(&format!("{}/postgres", base_database_url()))
-        .await
-        .expect("postgres is running");
-    sqlx::query(&format!("CREATE DATABASE {name}"))
-        .execute(&admin)
-        .await
-        .expect("create database");
-    admin.close().await;
-    format!("{}/{name}", base_database_url())
-}
-
 pub struct TestApp {
     pub url: String,
     pub sandbox: Sandbox,
@@ -119,6 +106,8 @@ pub struct TestApp {
     db: PgPool,
     /// The app's `run_until` task (ends after a shutdown given in the options).
     pub run: std::sync::Mutex<Option<tokio::task::JoinHandle<anyhow::Result<()>>>>,
+    /// Dropped last: its pools closed, then the database.
+    scratch: ScratchDatabase,
 }
 
 pub struct Options {
@@ -161,27 +150,11 @@ pub async fn spawn_app() -> TestApp {
 
 pub async fn spawn_app_with(options: Options) -> TestApp {
     init_logs();
-    let clock = Clock::default();
-    let sandbox = Sandbox::new(clock.clone());
-    let sandbox_url = sandbox.spawn("127.0.0.1:0".parse().unwrap()).await.unwrap();
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let url = format!("http://127.0.0.1:{}", addr.port());
-    let database_url = fresh_database().await;
-    let keys = keyhaven::crypto::KeyRing::generate_entry("test").unwrap();
-    let mut settings = keyhaven::cli::sandbox_settings(
-        &url,
-        addr,
-        &sandbox_url,
-        &database_url,
-        &keys,
-        CLIENT_SECRET,
-    )
-    .unwrap();
+    let template = format!("{}/{{db}}", base_database_url());
+    let mut stage = Stage::new(&template, "test", CLIENT_SECRET).await;
+    let settings = &mut stage.settings;
     settings.server.http_timeout_secs = options.http_timeout_secs;
     settings.database.max_connections = options.pool_size;
-    // Tests drive the background refresher themselves (lifecycle::refresher::drain).
-    settings.refresher.enabled = false;
     for provider in &mut settings.providers {
         if let keyhaven::providers::Kind::Bullhorn(cfg) = &mut provider.kind {
             cfg.api_user_mode = options.bullhorn_api_user;
@@ -198,28 +171,33 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
         .iter()
         .map(|o| keyhaven::config::parse_allowed_origin(o).unwrap())
         .collect();
-    (options.tweak)(&mut settings);
-    keyhaven::cli::register_sandbox_clients(&sandbox, &settings, CLIENT_SECRET);
+    (options.tweak)(settings);
     if options.demo {
-        keyhaven::cli::demo_setup(&sandbox, &mut settings);
+        keyhaven::cli::demo_setup(&stage.sandbox, &mut stage.settings);
     }
-    let pool = keyhaven::db::connect_and_migrate(&settings.database)
-        .await
-        .unwrap();
-    let app = Application::build_on(listener, settings, pool, clock.clone())
-        .await
-        .unwrap();
-    let state = app.state().clone();
-    let metrics_url = app.metrics_addr().map(|a| format!("http://{a}"));
     let shutdown = options.shutdown;
-    let run = tokio::spawn(app.run_until(async move {
-        match shutdown {
-            Some(signal) => {
-                let _ = signal.await;
+    let Portal {
+        url,
+        state,
+        sandbox,
+        sandbox_url,
+        clock,
+        keys,
+        metrics_url,
+        run,
+        database,
+    } = stage
+        .start(async move {
+            match shutdown {
+                Some(signal) => {
+                    let _ = signal.await;
+                }
+                None => std::future::pending().await,
             }
-            None => std::future::pending().await,
-        }
-    }));
+        })
+        .await;
+    let db = PgPool::connect(&database.url).await.unwrap();
+    database.close_before_drop(&db);
     TestApp {
         run: std::sync::Mutex::new(Some(run)),
         url,
@@ -229,8 +207,9 @@ pub async fn spawn_app_with(options: Options) -> TestApp {
         sandbox_url,
         clock,
         state,
-        db: PgPool::connect(&database_url).await.unwrap(),
-        database_url,
+        db,
+        database_url: database.url.clone(),
+        scratch: database,
     }
 }
 
@@ -400,6 +379,7 @@ impl TestApp {
         let pool = keyhaven::db::connect_and_migrate(&settings.database)
             .await
             .unwrap();
+        self.scratch.close_before_drop(pool.pg());
         let app = Application::build_on(listener, settings, pool, self.clock.clone())
             .await
             .unwrap();

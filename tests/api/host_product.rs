@@ -197,10 +197,10 @@ async fn a_cancelled_consent_comes_back_as_cancelled_and_a_failure_as_failed() {
     assert_eq!(app.connection_count().await, 0);
 
     // The provider fails the exchange: the product hears `failed`, nothing is stored.
-    app.sandbox.add_fault(keyhaven::sandbox::Fault {
+    app.sandbox.add_fault(keyhaven_sandbox::Fault {
         provider: "smartrecruiters".into(),
-        target: keyhaven::sandbox::FaultTarget::Exchange,
-        effect: keyhaven::sandbox::FaultEffect::Status { status: 500 },
+        target: keyhaven_sandbox::FaultTarget::Exchange,
+        effect: keyhaven_sandbox::FaultEffect::Status { status: 500 },
         times: 1,
     });
     let r = app.connect(&browser, "smartrecruiters").await;

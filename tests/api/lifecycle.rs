@@ -1,4 +1,4 @@
-use keyhaven::sandbox::{Fault, FaultEffect, FaultTarget};
+use keyhaven_sandbox::{Fault, FaultEffect, FaultTarget};
 use reqwest::StatusCode;
 use serde_json::Value;
 

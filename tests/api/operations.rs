@@ -4,7 +4,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
 use std::sync::{Arc, Mutex};
 
-use keyhaven::sandbox::{Fault, FaultEffect, FaultTarget};
+use keyhaven_sandbox::{Fault, FaultEffect, FaultTarget};
 use reqwest::StatusCode;
 use serde_json::Value;
 

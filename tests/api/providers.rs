@@ -1,6 +1,6 @@
 use std::collections::HashMap;
 
-use keyhaven::sandbox::{Fault, FaultEffect, FaultTarget};
+use keyhaven_sandbox::{Fault, FaultEffect, FaultTarget};
 use reqwest::StatusCode;
 use serde_json::Value;
 use url::Url;

@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 
 use keyhaven::clock::Clock;
-use keyhaven::sandbox::{Fault, FaultEffect, FaultTarget, Sandbox};
+use keyhaven_sandbox::{Fault, FaultEffect, FaultTarget, Sandbox};
 use reqwest::StatusCode;
 use serde_json::Value;
 

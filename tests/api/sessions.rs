@@ -271,7 +271,7 @@ async fn sessions_are_stored_under_the_digest_of_their_id_and_never_come_back() 
 
 #[tokio::test]
 async fn signing_out_cannot_be_undone_by_a_request_in_flight() {
-    use keyhaven::sandbox::{Fault, FaultEffect, FaultTarget};
+    use keyhaven_sandbox::{Fault, FaultEffect, FaultTarget};
     let app = spawn_app().await;
     let (_, id) = app.connected("inflight", "smartrecruiters").await;
     let admin = app.admin_browser().await;

@@ -3,7 +3,7 @@
 
 use sqlx::{Connection, PgConnection};
 
-use crate::helpers::{fresh_database, spawn_app};
+use crate::helpers::{base_database_url, spawn_app};
 
 /// The name of the constraint that refused a statement.
 async fn refused_by(pool: &sqlx::PgPool, sql: &str, id: uuid::Uuid) -> String {
@@ -133,7 +133,12 @@ async fn the_reconnect_explanation_follows_the_stored_failure_code() {
 /// stood for, so what their users are told does not change.
 #[tokio::test]
 async fn failing_connections_get_their_code_from_the_stored_error() {
-    let url = fresh_database().await;
+    let scratch = keyhaven_testkit::ScratchDatabase::create(
+        &format!("{}/{{db}}", base_database_url()),
+        "test",
+    )
+    .await;
+    let url = scratch.url.clone();
     let mut conn = PgConnection::connect(&url).await.unwrap();
     let all = &keyhaven::db::MIGRATOR;
     let first_new = all

@@ -610,7 +610,7 @@ async fn the_cli_adds_lists_rotates_and_removes_endpoints() {
 
 #[tokio::test]
 async fn degraded_fires_on_the_edge_and_recovered_on_the_way_back() {
-    use keyhaven::sandbox::{Fault, FaultEffect, FaultTarget};
+    use keyhaven_sandbox::{Fault, FaultEffect, FaultTarget};
     let app = app_for_receivers().await;
     let receiver = Receiver::start(vec![Reply::Status(204)]).await;
     add_endpoint(&app, &receiver.url).await;

@@ -10,9 +10,9 @@ use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
 use super::{DataCenter, KEY, user};
-use crate::sandbox::Sandbox;
-use crate::sandbox::fault::{self, Failure, Plan};
-use crate::sandbox::world::FaultTarget;
+use crate::Sandbox;
+use crate::fault::{self, Failure, Plan};
+use crate::world::FaultTarget;
 
 fn api_error(status: StatusCode, code: &str, message: &str) -> Response {
     (

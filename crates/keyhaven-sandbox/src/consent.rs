@@ -21,7 +21,7 @@ use super::world::{CodeGrant, random_hex};
 use super::{Flavor, Sandbox, zoho};
 
 #[derive(Template)]
-#[template(path = "sandbox/consent.html")]
+#[template(path = "consent.html")]
 struct ConsentPage {
     provider_name: &'static str,
     scope: String,

@@ -30,11 +30,12 @@ use std::time::Duration;
 
 use axum::extract::State;
 use axum::routing::{get, post};
+use axum::serve::ListenerExt;
 use axum::{Json, Router};
+use keyhaven_clock::Clock;
 use serde::Deserialize;
 use tokio::net::TcpListener;
 
-use crate::clock::Clock;
 pub use flavor::Flavor;
 pub use world::{Fault, FaultEffect, FaultTarget, Profile, World};
 
@@ -64,7 +65,7 @@ impl Sandbox {
         let base = format!("http://{}", listener.local_addr()?);
         self.world().base_url = base.clone();
         let app = self.router();
-        let listener = crate::app::without_nagle(listener);
+        let listener = listener.tap_io(no_delay as fn(&mut tokio::net::TcpStream));
         tokio::spawn(async move {
             if let Err(e) = axum::serve(listener, app).await {
                 tracing::error!(error = %e, "sandbox server stopped");
@@ -248,4 +249,10 @@ async fn revoke_user(
 ) -> Json<serde_json::Value> {
     let revoked = sb.revoke_user(&body.provider, &body.login);
     Json(serde_json::json!({ "revoked": revoked }))
+}
+
+/// Responses leave as soon as they are written, not after the peer's delayed ACK; failing
+/// to set the option only costs latency.
+fn no_delay(tcp: &mut tokio::net::TcpStream) {
+    let _ = tcp.set_nodelay(true);
 }

@@ -5,13 +5,13 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use keyhaven_clock::Clock;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 use tokio::sync::Notify;
 
 use super::{bullhorn, zoho};
-use crate::clock::Clock;
 
 #[derive(Debug, Clone)]
 pub struct ClientRegistration {

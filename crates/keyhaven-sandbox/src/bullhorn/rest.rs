@@ -15,9 +15,9 @@ use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
 use super::{KEY, Session, auth_url, data_center, rest_url};
-use crate::sandbox::Sandbox;
-use crate::sandbox::fault::{self, Failure, Plan};
-use crate::sandbox::world::FaultTarget;
+use crate::Sandbox;
+use crate::fault::{self, Failure, Plan};
+use crate::world::FaultTarget;
 
 /// Bullhorn's REST errors: `{"errorMessage", "errorCode"}`.
 fn rest_error(status: StatusCode, message: &str) -> Response {

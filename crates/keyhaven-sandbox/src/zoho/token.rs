@@ -13,9 +13,9 @@ use serde_json::{Value, json};
 use time::OffsetDateTime;
 
 use super::{DataCenter, KEY, new_token};
-use crate::sandbox::fault::{self, Failure, Plan};
-use crate::sandbox::world::{FaultTarget, TokenGrant, World};
-use crate::sandbox::{Flavor, Sandbox};
+use crate::fault::{self, Failure, Plan};
+use crate::world::{FaultTarget, TokenGrant, World};
+use crate::{Flavor, Sandbox};
 
 const MAX_REFRESH_TOKENS_PER_USER: usize = 20;
 const MAX_ACCESS_TOKENS_PER_REFRESH_TOKEN: usize = 30;

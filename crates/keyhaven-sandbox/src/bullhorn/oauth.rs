@@ -16,13 +16,13 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 
 use super::{KEY, data_center, new_token};
-use crate::sandbox::consent::{bad_request, redirect_with};
-use crate::sandbox::fault::oauth_error;
-use crate::sandbox::world::CodeGrant;
-use crate::sandbox::{Flavor, Sandbox, token};
+use crate::consent::{bad_request, redirect_with};
+use crate::fault::oauth_error;
+use crate::world::CodeGrant;
+use crate::{Flavor, Sandbox, token};
 
 #[derive(Template)]
-#[template(path = "sandbox/bullhorn_login.html")]
+#[template(path = "bullhorn_login.html")]
 struct LoginPage<'a> {
     dc: &'static str,
     action: String,
