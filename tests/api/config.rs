@@ -144,6 +144,61 @@ authorize_params = { prompt = "consent" }
     });
 }
 
+/// A misspelt key does nothing silently: start-up stops with one line naming it, at
+/// every level, from the file or the environment.
+#[test]
+fn unknown_keys_and_values_are_refused_naming_them() {
+    jailed(|jail| {
+        let load = |toml: &str| {
+            std::fs::write("bad.toml", toml).unwrap();
+            keyhaven::config::load_raw(Some(Path::new("bad.toml")))
+                .map(|_| ())
+                .unwrap_err()
+                .to_string()
+        };
+        for (toml, named) in [
+            ("[refersher]\nenabled = false\n", "refersher"),
+            (
+                "[server]\npublik_url = \"https://x.example\"\n",
+                "server.publik_url",
+            ),
+            (
+                "[providers.acme]\nkind = \"oauth3\"\n",
+                "providers.acme.kind",
+            ),
+            (
+                "[providers.acme]\nkind = \"oauth2\"\nclient_auth = \"digest\"\n",
+                "providers.acme.client_auth",
+            ),
+            (
+                "[providers.acme]\nkind = \"oauth2\"\ntoken_body = \"xml\"\n",
+                "providers.acme.token_body",
+            ),
+            (
+                "[providers.zoho.data_centers.eu]\naccounts_url = \"https://a\"\napi_url = \"https://b\"\nextra = 1\n",
+                "providers.zoho.data_centers.eu.extra",
+            ),
+        ] {
+            let err = load(toml);
+            assert!(
+                err.starts_with(&format!("configuration error: {named}")),
+                "{toml:?} gave {err}"
+            );
+            assert_eq!(err.lines().count(), 1, "{err}");
+        }
+        assert!(load("[providers.acme]\nkind = \"oauth3\"\n").contains("oauth2"));
+
+        // From the environment too; the file's path itself is not a setting.
+        std::fs::write("good.toml", "").unwrap();
+        jail.set_env("KEYHAVEN_CONFIG", "good.toml");
+        keyhaven::config::load_raw(None).expect("KEYHAVEN_CONFIG names the file, not a key");
+        jail.set_env("KEYHAVEN_REFERSHER__ENABLED", "false");
+        let err = keyhaven::config::load_raw(None).unwrap_err().to_string();
+        assert!(err.starts_with("configuration error: refersher"), "{err}");
+        Ok(())
+    });
+}
+
 #[test]
 fn session_and_link_lifetimes_have_safe_defaults_and_bounds() {
     let settings = raw_settings_with_key().validate().unwrap();
