@@ -74,10 +74,39 @@ async fn no_secret_appears_in_logs_pages_api_bodies_or_the_database_dump() {
     bodies.push(r.text().await.unwrap().replace(&login_csrf, ""));
     let r = app.sign_in(&admin, ADMIN_EMAIL, ADMIN_PASSWORD).await;
     assert_eq!(r.status(), StatusCode::SEE_OTHER);
-    let admin_session = set_cookie_value(&r, "keyhaven_admin").unwrap();
+    let mut admin_session = set_cookie_value(&r, "keyhaven_admin").unwrap();
     secrets.push(admin_session.clone());
     bodies.push(app.admin_page(&admin, "/admin").await);
     bodies.push(app.admin_page(&admin, "/admin/connections").await);
+    // A password change, refused once for a wrong current password, then made: neither
+    // the wrong, the old nor the new password may reach a log line or a page.
+    let page = app.admin_page(&admin, "/admin/password").await;
+    let csrf = field_value(&page, "csrf").unwrap();
+    bodies.push(page.replace(&csrf, ""));
+    const WRONG_CURRENT: &str = "sentinel-wrong-current-9d8c7b";
+    const NEW_PASSWORD: &str = "sentinel-new-password-6e5f4a";
+    for current in [WRONG_CURRENT, ADMIN_PASSWORD] {
+        let r = admin
+            .post(format!("{}/admin/password", app.url))
+            .form(&[
+                ("csrf", csrf.as_str()),
+                ("current", current),
+                ("new_password", NEW_PASSWORD),
+                ("repeat", NEW_PASSWORD),
+            ])
+            .send()
+            .await
+            .unwrap();
+        let changed = r.status() == StatusCode::SEE_OTHER;
+        assert_eq!(changed, current == ADMIN_PASSWORD, "{}", r.status());
+        if changed {
+            // The browser stays signed in under a new session id.
+            admin_session = set_cookie_value(&r, "keyhaven_admin").unwrap();
+            secrets.push(admin_session.clone());
+        }
+        bodies.push(r.text().await.unwrap().replace(&csrf, ""));
+    }
+    secrets.extend([WRONG_CURRENT.to_string(), NEW_PASSWORD.to_string()]);
     bodies.push(app.admin_page(&admin, "/admin/password").await);
 
     // API: a key, good and bad requests.
