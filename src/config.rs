@@ -354,8 +354,22 @@ pub fn load_raw(file: Option<&Path>) -> Result<RawSettings, ConfigError> {
         } else {
             e.path.join(".")
         };
-        ConfigError::new(setting, e.kind.to_string())
+        ConfigError::new(setting, problem(&e.kind))
     })
+}
+
+/// What is wrong, without the value: a secret typed into the wrong place (or read from
+/// the environment as a number) must not be echoed on the start-up error line, and a
+/// TOML syntax error's later lines quote the file.
+fn problem(kind: &figment::error::Kind) -> String {
+    use figment::error::Kind;
+    match kind {
+        Kind::InvalidType(_, expected) | Kind::InvalidValue(_, expected) => {
+            format!("invalid value: expected {expected}")
+        }
+        Kind::Message(message) => message.lines().next().unwrap_or_default().to_string(),
+        other => other.to_string(),
+    }
 }
 
 impl RawSettings {

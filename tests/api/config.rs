@@ -188,6 +188,43 @@ fn unknown_keys_and_values_are_refused_naming_them() {
         }
         assert!(load("[providers.acme]\nkind = \"oauth3\"\n").contains("oauth2"));
 
+        // A value is never echoed: a secret in the wrong place stays out of the line.
+        for (toml, named) in [
+            (
+                "[server]\nhttp_timeout_secs = \"sentinel-secret-7c6b5a\"\n",
+                "server.http_timeout_secs",
+            ),
+            (
+                "encryption_keys = [\"sentinel-secret-7c6b5a\"\n",
+                "configuration",
+            ),
+        ] {
+            let err = load(toml);
+            assert!(
+                err.starts_with(&format!("configuration error: {named}")),
+                "{err}"
+            );
+            assert!(!err.contains("sentinel-secret-7c6b5a"), "{err}");
+            assert_eq!(err.lines().count(), 1, "{err}");
+        }
+        jail.set_env("KEYHAVEN_PROVIDERS__ACME__CLIENT_SECRET", "98765432109876");
+        std::fs::write("good.toml", "").unwrap();
+        let err = keyhaven::config::load_raw(Some(Path::new("good.toml")))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("configuration error: providers.acme.client_secret"),
+            "{err}"
+        );
+        assert!(!err.contains("98765432109876"), "{err}");
+        jail.set_env(
+            "KEYHAVEN_PROVIDERS__ACME__CLIENT_SECRET",
+            "\"98765432109876\"",
+        );
+        keyhaven::config::load_raw(Some(Path::new("good.toml")))
+            .expect("a quoted all-digit value is a string");
+        jail.set_env("KEYHAVEN_PROVIDERS__ACME__CLIENT_SECRET", "");
+
         // From the environment too; the file's path itself is not a setting.
         std::fs::write("good.toml", "").unwrap();
         jail.set_env("KEYHAVEN_CONFIG", "good.toml");

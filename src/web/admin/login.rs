@@ -32,13 +32,14 @@ use tokio::sync::Semaphore;
 use tower_sessions::Session;
 
 use super::accounts::{self, MAX_PASSWORD_BYTES};
-use super::{AdminResult, AdminSession, KEY, expired_form, refuse_cross_site, render_status};
+use super::{AdminResult, AdminSession, KEY, expired_form, render_status};
 use crate::crypto;
 use crate::db;
 use crate::db::admins::{AttemptKeys, Reservation};
 use crate::error::AppError;
 use crate::state::AppState;
 use crate::web::csrf;
+use crate::web::csrf::refuse_cross_site;
 
 /// Failed sign-ins are counted over this window…
 pub const FAILURE_WINDOW: Duration = Duration::minutes(15);
@@ -269,13 +270,14 @@ async fn submit(
     };
 
     let verified = match check_password(&admin, form.password, email_failures).await {
-        Ok(verified) => verified,
-        Err(busy) => {
+        Ok(Some(verified)) => verified,
+        unchecked => {
             // Never checked, so not counted.
             let mut conn = app.pool.acquire().await?;
             db::admins::forgive(&mut conn, attempt).await?;
+            unchecked?;
             tracing::warn!("admin sign-in refused: too many sign-ins waiting");
-            return Ok(too_many(form.csrf, typed, busy.into(), BUSY_RETRY_SECS));
+            return Ok(too_many(form.csrf, typed, BUSY.into(), BUSY_RETRY_SECS));
         }
     };
     let mut conn = app.pool.acquire().await?;
@@ -309,30 +311,33 @@ async fn submit(
     Ok(Redirect::to("/admin").into_response())
 }
 
+const BUSY: &str = "Too many sign-ins are in progress. Wait a few seconds and try again.";
+
 /// Waits out the email's delay and a hashing slot, both within [`MAX_WAIT`], then
-/// checks the password. `Err` with a message when the sign-in could not wait.
+/// checks the password. `None` when the sign-in could not wait.
 async fn check_password(
     admin: &Option<db::admins::Admin>,
     password: String,
     email_failures: i64,
-) -> Result<bool, &'static str> {
-    const BUSY: &str = "Too many sign-ins are in progress. Wait a few seconds and try again.";
+) -> Result<Option<bool>, AppError> {
     let Ok(_waiting) = WAITING.try_acquire() else {
-        return Err(BUSY);
+        return Ok(None);
     };
     let deadline = tokio::time::Instant::now() + MAX_WAIT;
     tokio::time::sleep(email_delay(email_failures)).await;
     if password.len() > MAX_PASSWORD_BYTES {
-        return Ok(false);
+        return Ok(Some(false));
     }
     let hash = admin.as_ref().map(|a| a.password_hash.clone());
-    tokio::time::timeout_at(
+    match tokio::time::timeout_at(
         deadline,
         accounts::verify_password(hash, SecretString::from(password)),
     )
     .await
-    .map_err(|_| BUSY)?
-    .map_err(|_| BUSY)
+    {
+        Ok(verified) => verified.map(Some),
+        Err(_) => Ok(None),
+    }
 }
 
 fn too_many(csrf: String, email: String, message: String, retry_after: u32) -> Response {

@@ -17,7 +17,7 @@ use askama::Template;
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{Request, State};
-use axum::http::{HeaderMap, Method, StatusCode};
+use axum::http::{Method, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use serde::{Deserialize, Serialize};
@@ -170,7 +170,8 @@ async fn check(app: &AppState, session: &Session, request: Request) -> Result<Re
     let body = if matches!(parts.method, Method::GET | Method::HEAD) {
         body
     } else {
-        refuse_cross_site(&parts.headers).map_err(IntoResponse::into_response)?;
+        crate::web::csrf::refuse_cross_site(&parts.headers)
+            .map_err(|e| AdminError(e).into_response())?;
         let bytes = axum::body::to_bytes(body, MAX_FORM_BYTES)
             .await
             .map_err(|_| {
@@ -200,17 +201,6 @@ fn expired_form() -> AdminError {
     AdminError(AppError::Forbidden(
         "This form has expired or did not come from this console. Go back, reload the page and try again.".into(),
     ))
-}
-
-/// Browsers say where a request came from; a cross-site POST is refused even with a
-/// valid token.
-fn refuse_cross_site(headers: &HeaderMap) -> Result<(), AdminError> {
-    if headers.get("sec-fetch-site").and_then(|v| v.to_str().ok()) == Some("cross-site") {
-        return Err(AdminError(AppError::Forbidden(
-            "Cross-site requests are not allowed.".into(),
-        )));
-    }
-    Ok(())
 }
 
 /// A one-time message shown on the next page (after a POST that redirects).
