@@ -243,29 +243,3 @@ pub async fn refresh_backlog(conn: &mut PgConnection) -> sqlx::Result<u64> {
     .await?;
     Ok(due.max(0) as u64)
 }
-
-/// `(provider, status, count)` from the trigger-maintained `connection_counts` table, or
-/// `None` when this database has no such table.
-pub async fn counts_by_provider_and_status(
-    conn: &mut PgConnection,
-) -> sqlx::Result<Option<Vec<(String, ConnectionStatus, i64)>>> {
-    let exists: bool = sqlx::query_scalar("SELECT to_regclass('connection_counts') IS NOT NULL")
-        .fetch_one(&mut *conn)
-        .await?;
-    if !exists {
-        return Ok(None);
-    }
-    let rows = sqlx::query_as("SELECT provider, status, count::int8 FROM connection_counts")
-        .fetch_all(conn)
-        .await?;
-    Ok(Some(rows))
-}
-
-/// `(provider, status, count)` counted over every connection (a full scan: use sparingly).
-pub async fn grouped_counts(
-    conn: &mut PgConnection,
-) -> sqlx::Result<Vec<(String, ConnectionStatus, i64)>> {
-    sqlx::query_as("SELECT provider, status, count(*) FROM connections GROUP BY provider, status")
-        .fetch_all(conn)
-        .await
-}

@@ -8,7 +8,8 @@ use uuid::Uuid;
 
 use crate::model::FailureCode;
 
-/// The channel a commit with new deliveries notifies (every instance listens).
+/// The channel a commit with new deliveries notifies (every instance listens). The two
+/// statements below that call `pg_notify` spell it out: keep them equal.
 pub const CHANNEL: &str = "keyhaven_webhooks";
 
 /// Writes an event about connection `connection_id` as it is now, with one delivery per
@@ -86,14 +87,6 @@ impl std::fmt::Debug for Claimed {
 /// endpoint across all instances: the endpoint rows are locked (skipping those another
 /// instance is claiming for right now), then the leases already out are counted.
 /// Returns how many endpoints it looked at, and the deliveries claimed.
-/// Deliveries still waiting to succeed (the outbox backlog); served by the partial
-/// pending index.
-pub async fn pending_count(conn: &mut PgConnection) -> sqlx::Result<i64> {
-    sqlx::query_scalar("SELECT count(*) FROM webhook_deliveries WHERE status = 'pending'")
-        .fetch_one(conn)
-        .await
-}
-
 pub async fn claim(
     conn: &mut PgConnection,
     owner: &str,
@@ -216,18 +209,12 @@ pub async fn mark_failed(
     Ok(())
 }
 
-/// Gives a claimed delivery back untried (shutdown): due again at once, attempt not counted.
-pub async fn release(conn: &mut PgConnection, id: i64, owner: &str) -> sqlx::Result<()> {
-    sqlx::query!(
-        r#"UPDATE webhook_deliveries
-           SET lease_until = NULL, lease_owner = NULL, attempts = attempts - 1
-           WHERE id = $1 AND lease_owner = $2 AND status = 'pending'"#,
-        id,
-        owner
-    )
-    .execute(conn)
-    .await?;
-    Ok(())
+/// Deliveries still waiting to succeed (the outbox backlog); served by the partial
+/// pending index.
+pub async fn pending_count(conn: &mut PgConnection) -> sqlx::Result<i64> {
+    sqlx::query_scalar("SELECT count(*) FROM webhook_deliveries WHERE status = 'pending'")
+        .fetch_one(conn)
+        .await
 }
 
 /// Seconds until the next pending delivery is due (negative: overdue), if any.

@@ -461,7 +461,7 @@ async fn degraded(
             &mut conn,
             row.id,
             &app.instance_id,
-            failure_code(&e),
+            e.failure_code(),
             &reason,
             wait as i64,
             now,
@@ -498,32 +498,14 @@ pub(crate) async fn broken(app: &AppState, row: &GrantRow, detail: &str) -> Life
     }
 }
 
-/// The stored code for a failed token request: what the end user is told and what the
-/// webhooks report, whatever the provider's wording.
-fn failure_code(e: &TokenError) -> FailureCode {
-    match e {
-        TokenError::InvalidGrant(_) => FailureCode::InvalidGrant,
-        TokenError::InvalidClient => FailureCode::InvalidClient,
-        TokenError::Throttled { .. } => FailureCode::Throttled,
-        TokenError::Unavailable(_) => FailureCode::ProviderUnavailable,
-        TokenError::Timeout => FailureCode::Timeout,
-        TokenError::Unreachable => FailureCode::Unreachable,
-        TokenError::Malformed(_) => FailureCode::MalformedResponse,
-        TokenError::Rejected(_) => FailureCode::Rejected,
-        TokenError::BackingOff => FailureCode::BackingOff,
-        TokenError::HostRefused(_) => FailureCode::ProviderError,
-    }
-}
-
 #[cfg(test)]
 mod tests {
-    use super::failure_code;
     use crate::model::FailureCode;
     use crate::oauth::token::TokenError;
 
     #[test]
     fn failures_are_stable_codes() {
-        let code = |e: TokenError| failure_code(&e).as_str();
+        let code = |e: TokenError| e.failure_code().as_str();
         assert_eq!(
             code(TokenError::InvalidGrant("lost response".into())),
             "invalid_grant"

@@ -16,6 +16,7 @@ use serde_json::{Map, Value};
 use time::OffsetDateTime;
 
 use super::client::{self, ProviderHttp};
+use crate::model::FailureCode;
 use crate::providers::{Context, Provider};
 
 const MAX_BODY: usize = 64 * 1024;
@@ -98,16 +99,26 @@ impl TokenError {
     /// Short stable code for events and API answers.
     pub fn code(&self) -> &'static str {
         match self {
-            TokenError::InvalidGrant(_) => "invalid_grant",
-            TokenError::InvalidClient => "invalid_client",
-            TokenError::Throttled { .. } => "throttled",
-            TokenError::Unavailable(_) => "provider_unavailable",
-            TokenError::Timeout => "timeout",
-            TokenError::Unreachable => "unreachable",
-            TokenError::Malformed(_) => "malformed_response",
-            TokenError::Rejected(_) => "rejected",
             TokenError::HostRefused(_) => "host_refused",
-            TokenError::BackingOff => "backing_off",
+            other => other.failure_code().as_str(),
+        }
+    }
+
+    /// The stored code for a failed token request: what the end user is told and what
+    /// the webhooks report, whatever the provider's wording. A refused host is the
+    /// provider's fault as far as the user is concerned.
+    pub fn failure_code(&self) -> FailureCode {
+        match self {
+            TokenError::InvalidGrant(_) => FailureCode::InvalidGrant,
+            TokenError::InvalidClient => FailureCode::InvalidClient,
+            TokenError::Throttled { .. } => FailureCode::Throttled,
+            TokenError::Unavailable(_) => FailureCode::ProviderUnavailable,
+            TokenError::Timeout => FailureCode::Timeout,
+            TokenError::Unreachable => FailureCode::Unreachable,
+            TokenError::Malformed(_) => FailureCode::MalformedResponse,
+            TokenError::Rejected(_) => FailureCode::Rejected,
+            TokenError::BackingOff => FailureCode::BackingOff,
+            TokenError::HostRefused(_) => FailureCode::ProviderError,
         }
     }
 }

@@ -3,8 +3,7 @@
 //! the HTTP metrics. Also the `/metrics` listener.
 
 use std::net::SocketAddr;
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use axum::Router;
 use axum::extract::{MatchedPath, Request, State};
@@ -131,32 +130,9 @@ async fn update_gauges(app: &AppState) {
         Ok(waiting) => metrics::set_webhook_outbox_backlog(waiting.max(0) as u64),
         Err(e) => tracing::warn!(error = %e, "could not count the webhook outbox"),
     }
-    let counts = match crate::db::connections::counts_by_provider_and_status(&mut conn).await {
-        Ok(Some(counts)) => counts,
-        Ok(None) => {
-            // A count that took over 50 ms runs again only after 100 times as long
-            // (about 1% of the time: every 15 s at 150 ms); a quick one every scrape.
-            static LAST: Mutex<Option<(Instant, Duration)>> = Mutex::new(None);
-            let due = LAST
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .is_none_or(|(at, took)| {
-                    took < Duration::from_millis(50) || at.elapsed() >= took * 100
-                });
-            if !due {
-                return;
-            }
-            let started = Instant::now();
-            let counts = crate::db::connections::grouped_counts(&mut conn).await;
-            *LAST.lock().unwrap_or_else(|p| p.into_inner()) = Some((started, started.elapsed()));
-            match counts {
-                Ok(counts) => counts,
-                Err(e) => {
-                    tracing::warn!(error = %e, "could not count connections");
-                    return;
-                }
-            }
-        }
+    // The trigger-maintained table: a few rows, whatever the number of connections.
+    let counts = match crate::db::console::counts_by_provider_and_status(&mut conn).await {
+        Ok(counts) => counts,
         Err(e) => {
             tracing::warn!(error = %e, "could not count connections");
             return;
@@ -166,8 +142,8 @@ async fn update_gauges(app: &AppState) {
         for status in ConnectionStatus::ALL {
             let n = counts
                 .iter()
-                .filter(|(p, s, _)| p == &provider.id && *s == status)
-                .map(|(_, _, n)| *n)
+                .filter(|c| c.provider == provider.id && c.status == status)
+                .map(|c| c.n)
                 .sum::<i64>();
             metrics::set_connections(&provider.id, status, n.max(0) as u64);
         }
@@ -175,8 +151,8 @@ async fn update_gauges(app: &AppState) {
     for status in ConnectionStatus::ALL {
         let other = counts
             .iter()
-            .filter(|(p, s, _)| *s == status && app.settings.provider(p).is_none())
-            .map(|(_, _, n)| *n)
+            .filter(|c| c.status == status && app.settings.provider(&c.provider).is_none())
+            .map(|c| c.n)
             .sum::<i64>();
         metrics::set_connections("other", status, other.max(0) as u64);
     }

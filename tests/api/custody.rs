@@ -11,19 +11,10 @@ use serde_json::Value;
 
 use crate::helpers::*;
 
-fn fault(provider: &str, target: FaultTarget, effect: FaultEffect) -> Fault {
-    Fault {
-        provider: provider.into(),
-        target,
-        effect,
-        times: 1,
-    }
-}
-
 /// The sandbox rotates the refresh token at once and answers 1.5 s later: inside
 /// Keyhaven's client timeout, outside an impatient caller's.
 fn rotate_then_answer_late(target: FaultTarget) -> Fault {
-    fault(
+    Fault::once(
         "smartrecruiters",
         target,
         FaultEffect::DropResponse { hang_ms: 1_500 },
@@ -142,7 +133,7 @@ async fn a_browser_closed_during_a_slow_code_exchange_still_ends_connected() {
 async fn a_grant_whose_post_step_fails_is_revoked_at_the_provider() {
     let app = spawn_app().await;
     let browser = app.user_browser("post-step").await;
-    app.sandbox.add_fault(fault(
+    app.sandbox.add_fault(Fault::once(
         "oauth2",
         FaultTarget::Userinfo,
         FaultEffect::Status { status: 500 },
@@ -250,7 +241,7 @@ async fn overflowing_provider_numbers_are_clamped_without_a_panic() {
     let app = spawn_app().await;
     let key = app.api_key().await;
     // Code exchange claiming an endless lifetime: stored, clamped to 400 days.
-    app.sandbox.add_fault(fault(
+    app.sandbox.add_fault(Fault::once(
         "smartrecruiters",
         FaultTarget::Exchange,
         FaultEffect::HugeExpiry,
@@ -264,7 +255,7 @@ async fn overflowing_provider_numbers_are_clamped_without_a_panic() {
     .unwrap();
     assert!(within);
     // A refresh with the same, and a throttle asking to wait for ever.
-    app.sandbox.add_fault(fault(
+    app.sandbox.add_fault(Fault::once(
         "smartrecruiters",
         FaultTarget::Refresh,
         FaultEffect::HugeExpiry,
@@ -273,7 +264,7 @@ async fn overflowing_provider_numbers_are_clamped_without_a_panic() {
         app.credentials(&app.url, &key, id, true).await.status(),
         StatusCode::OK
     );
-    app.sandbox.add_fault(fault(
+    app.sandbox.add_fault(Fault::once(
         "smartrecruiters",
         FaultTarget::Refresh,
         FaultEffect::TooManyRequests {
@@ -297,7 +288,7 @@ async fn overflowing_provider_numbers_are_clamped_without_a_panic() {
     let (_, other) = app.connected("huge-2", "smartrecruiters").await;
     app.clock
         .advance(time::Duration::days(26) + time::Duration::hours(1));
-    app.sandbox.add_fault(fault(
+    app.sandbox.add_fault(Fault::once(
         "smartrecruiters",
         FaultTarget::Refresh,
         FaultEffect::HugeExpiry,
@@ -490,7 +481,7 @@ async fn serve_exits_75_naming_the_connection_when_the_drain_deadline_cuts_work_
     let (_, id) = app.connected("cut-off", "smartrecruiters").await;
     let mut serve =
         Serve::start(&app, None, &[("KEYHAVEN_SERVER__DRAIN_DEADLINE_SECS", "1")]).await;
-    app.sandbox.add_fault(fault(
+    app.sandbox.add_fault(Fault::once(
         "smartrecruiters",
         FaultTarget::Refresh,
         FaultEffect::DropResponse { hang_ms: 8_000 },
@@ -529,7 +520,7 @@ async fn two_serve_processes_with_clocks_minutes_apart_refresh_exactly_once() {
         .execute(app.pool())
         .await
         .unwrap();
-    app.sandbox.add_fault(fault(
+    app.sandbox.add_fault(Fault::once(
         "smartrecruiters",
         FaultTarget::Refresh,
         FaultEffect::Latency { ms: 300 },
@@ -576,7 +567,7 @@ async fn bullhorn_post_steps_outlive_their_caller_and_extend_the_lease() {
     let browser = app.user_browser("bh-custody").await;
     let csrf = app.csrf(&browser).await;
     // The REST login is slow and the browser goes away meanwhile: still connected.
-    app.sandbox.add_fault(fault(
+    app.sandbox.add_fault(Fault::once(
         "bullhorn",
         FaultTarget::RestLogin,
         FaultEffect::Latency { ms: 1_000 },
@@ -609,12 +600,12 @@ async fn bullhorn_post_steps_outlive_their_caller_and_extend_the_lease() {
     assert_eq!(app.status_of(id).await, "active");
     // A refresh whose token call is slow: before the REST login the lease runs for a
     // full term again (by the database's clock).
-    app.sandbox.add_fault(fault(
+    app.sandbox.add_fault(Fault::once(
         "bullhorn",
         FaultTarget::Refresh,
         FaultEffect::Latency { ms: 1_500 },
     ));
-    app.sandbox.add_fault(fault(
+    app.sandbox.add_fault(Fault::once(
         "bullhorn",
         FaultTarget::RestLogin,
         FaultEffect::Latency { ms: 1_000 },

@@ -3,15 +3,6 @@ use reqwest::StatusCode;
 
 use crate::helpers::*;
 
-fn fault(provider: &str, target: FaultTarget, effect: FaultEffect) -> Fault {
-    Fault {
-        provider: provider.into(),
-        target,
-        effect,
-        times: 1,
-    }
-}
-
 async fn assert_failed_without_storing(app: &TestApp, response: reqwest::Response) {
     assert_eq!(response.status(), StatusCode::BAD_GATEWAY);
     let page = response.text().await.unwrap();
@@ -37,7 +28,7 @@ async fn failed_exchanges_store_nothing_and_are_never_retried() {
         },
     ];
     for (i, effect) in effects.into_iter().enumerate() {
-        app.sandbox.add_fault(fault(
+        app.sandbox.add_fault(Fault::once(
             "smartrecruiters",
             FaultTarget::Exchange,
             effect.clone(),
@@ -61,7 +52,7 @@ async fn slow_exchange_times_out_and_the_code_is_never_sent_twice() {
     .await;
     let browser = app.user_browser("slowpoke").await;
     // The provider answers after 5 s; the portal gives up after 1 s.
-    app.sandbox.add_fault(fault(
+    app.sandbox.add_fault(Fault::once(
         "smartrecruiters",
         FaultTarget::Exchange,
         FaultEffect::Latency { ms: 5_000 },
@@ -98,7 +89,7 @@ async fn a_smartrecruiters_code_older_than_30_seconds_is_refused() {
 async fn failed_who_am_i_stores_nothing() {
     let app = spawn_app().await;
     let browser = app.user_browser("whoami").await;
-    app.sandbox.add_fault(fault(
+    app.sandbox.add_fault(Fault::once(
         "oauth2",
         FaultTarget::Userinfo,
         FaultEffect::Status { status: 500 },
@@ -120,7 +111,7 @@ async fn a_failed_reconnect_keeps_the_existing_connection() {
             .fetch_one(app.pool())
             .await
             .unwrap();
-    app.sandbox.add_fault(fault(
+    app.sandbox.add_fault(Fault::once(
         "oauth2",
         FaultTarget::Exchange,
         FaultEffect::InvalidGrant,

@@ -8,15 +8,6 @@ use url::Url;
 use crate::chains::*;
 use crate::helpers::*;
 
-fn fault(provider: &str, target: FaultTarget, effect: FaultEffect) -> Fault {
-    Fault {
-        provider: provider.into(),
-        target,
-        effect,
-        times: 1,
-    }
-}
-
 /// Starts a Bullhorn flow for `username`; returns the authorize URL at the user's data center.
 async fn start_bullhorn(
     app: &TestApp,
@@ -395,7 +386,7 @@ async fn a_forged_zoho_accounts_server_causes_no_outbound_call() {
 async fn zoho_errors_in_a_200_are_failures_and_the_throttle_is_retryable() {
     let app = spawn_app().await;
     let browser = app.user_browser("zo-3").await;
-    app.sandbox.add_fault(fault(
+    app.sandbox.add_fault(Fault::once(
         "zoho",
         FaultTarget::Exchange,
         FaultEffect::InvalidGrant,
@@ -415,7 +406,7 @@ async fn zoho_errors_in_a_200_are_failures_and_the_throttle_is_retryable() {
     let id = connection_id(&app, "zoho").await;
     let key = app.api_key().await;
     app.clock.advance(time::Duration::seconds(3600));
-    app.sandbox.add_fault(fault(
+    app.sandbox.add_fault(Fault::once(
         "zoho",
         FaultTarget::Refresh,
         FaultEffect::Throttled { status: Some(200) },
@@ -430,7 +421,7 @@ async fn zoho_errors_in_a_200_are_failures_and_the_throttle_is_retryable() {
         .execute(app.pool())
         .await
         .unwrap();
-    app.sandbox.add_fault(fault(
+    app.sandbox.add_fault(Fault::once(
         "zoho",
         FaultTarget::Refresh,
         FaultEffect::InvalidGrant,

@@ -111,6 +111,18 @@ pub struct Fault {
     pub times: u32,
 }
 
+impl Fault {
+    /// A fault that happens once.
+    pub fn once(provider: &str, target: FaultTarget, effect: FaultEffect) -> Self {
+        Self {
+            provider: provider.into(),
+            target,
+            effect,
+            times: 1,
+        }
+    }
+}
+
 fn one() -> u32 {
     1
 }
