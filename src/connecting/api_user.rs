@@ -89,14 +89,15 @@ pub async fn authorize(
 }
 
 /// Signs in on our page: counted against the limits first, then loginInfo (an unknown
-/// username answers like a wrong password), the headless authorize, and storing.
+/// username answers like a wrong password), the headless authorize, and storing; the
+/// connection's id.
 pub async fn connect(
     app: &AppState,
     provider: &Provider,
     end_user_id: Uuid,
     reconnecting: Option<Uuid>,
     login: ApiUserLogin<'_>,
-) -> AppResult<()> {
+) -> AppResult<Uuid> {
     let keys = [
         app.settings
             .keys
@@ -139,7 +140,7 @@ async fn sign_in(
     end_user_id: Uuid,
     reconnecting: Option<Uuid>,
     login: ApiUserLogin<'_>,
-) -> AppResult<()> {
+) -> AppResult<Uuid> {
     let ctx = match bullhorn::login_info(&app.http, provider, login.username).await {
         Ok(ctx) => ctx,
         Err(token::TokenError::Rejected(_)) => {
@@ -184,7 +185,7 @@ async fn connect_here(
     ctx: Context,
     reconnecting: Option<Uuid>,
     login: ApiUserLogin<'_>,
-) -> AppResult<()> {
+) -> AppResult<Uuid> {
     let (tokens, established) =
         authorize(app, provider, ctx, login.username, &login.password).await?;
     let existing_id = {
@@ -214,7 +215,7 @@ async fn connect_here(
     } else {
         None
     };
-    grants::store(
+    let connection_id = grants::store(
         app,
         NewConnection {
             provider,
@@ -228,5 +229,5 @@ async fn connect_here(
     )
     .await?;
     tracing::info!(provider = %provider.id, remembered = login.remember, "API user connected");
-    Ok(())
+    Ok(connection_id)
 }

@@ -60,27 +60,22 @@ async fn callback(
     }
 }
 
-/// Counts the flow's end for a configured provider. A flow that returns to the product
-/// says how it ended in the address it returns to.
+/// Marks the answer to a callback where the user declined or the provider reported an
+/// error: the flow ended without a connection, whatever the answer looks like.
+#[derive(Clone, Copy)]
+struct Declined;
+
+/// Counts the flow's end for a configured provider.
 fn count_flow_end(app: &AppState, provider_id: &str, result: &AppResult<Response>) {
     use crate::telemetry::metrics;
     let Some(provider) = app.settings.provider(provider_id) else {
         return;
     };
     match result {
-        Ok(r) if r.status().is_redirection() => {
-            let cancelled = r
-                .headers()
-                .get(axum::http::header::LOCATION)
-                .and_then(|v| v.to_str().ok())
-                .is_some_and(|l| l.contains("keyhaven_status=cancelled"));
-            if cancelled {
-                metrics::connect_flow_failed(&provider.id, "declined");
-            } else {
-                metrics::connect_flow_completed(&provider.id);
-            }
+        Ok(r) if r.extensions().get::<Declined>().is_some() => {
+            metrics::connect_flow_failed(&provider.id, "declined")
         }
-        Ok(_) => metrics::connect_flow_failed(&provider.id, "declined"),
+        Ok(_) => metrics::connect_flow_completed(&provider.id),
         Err(AppError::BadRequest(_)) => {
             metrics::connect_flow_failed(&provider.id, "invalid_callback")
         }
@@ -143,12 +138,14 @@ async fn complete(
     let code = match (params.get("code"), params.get("error")) {
         (Some(code), None) if !code.is_empty() => code,
         (None, Some(error)) => {
-            return Ok(declined(
+            let mut answer = declined(
                 provider,
                 error,
                 params.get("error_description"),
                 &user.options,
-            ));
+            );
+            answer.extensions_mut().insert(Declined);
+            return Ok(answer);
         }
         _ => {
             return Err(AppError::BadRequest(

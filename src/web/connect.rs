@@ -509,18 +509,24 @@ async fn start(
                 remember,
                 replace_account: form.replace_account.is_some(),
             };
-            crate::telemetry::metrics::connect_flow_started(&provider.id);
-            api_user::connect(&app, provider, user.end_user_id, reconnecting, login).await?;
-            crate::telemetry::metrics::connect_flow_completed(&provider.id);
-            if user.options.return_url.is_some() {
-                let mut conn = app.pool.acquire().await?;
-                let id =
-                    db::connections::find_for_end_user(&mut conn, user.end_user_id, &provider.id)
-                        .await?
-                        .map(|c| c.id);
-                if let Some(done) = finish(&user.options, Outcome::Connected, &provider.id, id) {
-                    return Ok(done);
+            use crate::telemetry::metrics;
+            metrics::connect_flow_started(&provider.id);
+            let id = match api_user::connect(&app, provider, user.end_user_id, reconnecting, login)
+                .await
+            {
+                Ok(id) => id,
+                Err(e) => {
+                    let reason = match &e {
+                        AppError::Upstream { error, .. } => error.code(),
+                        other => other.code(),
+                    };
+                    metrics::connect_flow_failed(&provider.id, reason);
+                    return Err(e);
                 }
+            };
+            metrics::connect_flow_completed(&provider.id);
+            if let Some(done) = finish(&user.options, Outcome::Connected, &provider.id, Some(id)) {
+                return Ok(done);
             }
             return Ok(Redirect::to(
                 &return_to.unwrap_or_else(|| format!("/connect?connected={}", provider.id)),

@@ -48,7 +48,7 @@ pub fn check_password_rules(password: &SecretString) -> AppResult<()> {
 
 /// An argon2id PHC string (argon2's defaults: 19 MiB, 2 passes, 1 lane) with a salt
 /// from the OS CSPRNG.
-pub fn hash_password(password: &SecretString) -> AppResult<String> {
+fn hash_password(password: &SecretString) -> AppResult<String> {
     let salt = SaltString::encode_b64(&crypto::random_bytes::<16>()?)
         .map_err(|e| AppError::internal(anyhow::anyhow!("salt: {e}")))?;
     Argon2::default()
@@ -60,6 +60,20 @@ pub fn hash_password(password: &SecretString) -> AppResult<String> {
 /// Hashes computed at once. Each takes 19 MiB and a core for tens of milliseconds, so
 /// a flood of sign-in attempts queues here instead of exhausting memory.
 static HASHING: Semaphore = Semaphore::const_new(4);
+
+/// The normalised email and the hash of a password that meets the rules. Hashing is
+/// CPU-bound: it runs off the async workers, within the same limit as checking.
+async fn prepare(email: &str, password: &SecretString) -> AppResult<(String, String)> {
+    let email = normalize_email(email)
+        .ok_or_else(|| AppError::BadRequest("That is not an email address.".into()))?;
+    check_password_rules(password)?;
+    let _permit = HASHING.acquire().await.map_err(AppError::internal)?;
+    let password = password.clone();
+    let hash = tokio::task::spawn_blocking(move || hash_password(&password))
+        .await
+        .map_err(AppError::internal)??;
+    Ok((email, hash))
+}
 
 /// Whether `password` matches `stored` (or, with `None`, does the same work and fails).
 /// CPU-bound: runs off the async workers.
@@ -87,10 +101,7 @@ pub async fn create_admin(
     email: &str,
     password: &SecretString,
 ) -> AppResult<Uuid> {
-    let email = normalize_email(email)
-        .ok_or_else(|| AppError::BadRequest("That is not an email address.".into()))?;
-    check_password_rules(password)?;
-    let hash = hash_password(password)?;
+    let (email, hash) = prepare(email, password).await?;
     let mut conn = pool.acquire().await?;
     db::admins::create(&mut conn, &email, &hash)
         .await?
@@ -107,10 +118,7 @@ pub async fn change_password(
     email: &str,
     password: &SecretString,
 ) -> AppResult<i32> {
-    let email = normalize_email(email)
-        .ok_or_else(|| AppError::BadRequest("That is not an email address.".into()))?;
-    check_password_rules(password)?;
-    let hash = hash_password(password)?;
+    let (email, hash) = prepare(email, password).await?;
     let mut conn = pool.acquire().await?;
     db::admins::set_password(&mut conn, &email, &hash)
         .await?
@@ -124,10 +132,7 @@ pub async fn set_admin(
     email: &str,
     password: &SecretString,
 ) -> AppResult<Uuid> {
-    let email = normalize_email(email)
-        .ok_or_else(|| AppError::BadRequest("That is not an email address.".into()))?;
-    check_password_rules(password)?;
-    let hash = hash_password(password)?;
+    let (email, hash) = prepare(email, password).await?;
     let mut conn = pool.acquire().await?;
     Ok(db::admins::upsert(&mut conn, &email, &hash).await?)
 }
