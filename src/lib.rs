@@ -1,7 +1,8 @@
 //! Keyhaven: a self-hosted OAuth 2.0 account-connection portal.
 //!
-//! Layers, each importing only from those below: `clock`, `crypto`, `config` →
-//! `providers` → `db` → `oauth` → domain services → `web` → `app`, `cli`.
+//! Layers, each importing only from those below: `clock`, `crypto`, `config_error`,
+//! `model` → `providers` → `config` → `db` → `oauth` → domain services → `web` →
+//! `app`, `cli`.
 
 pub mod alarms;
 pub mod app;

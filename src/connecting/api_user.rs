@@ -8,7 +8,7 @@
 use secrecy::{ExposeSecret, SecretString};
 use uuid::Uuid;
 
-use super::{Guard, ensure_same_account, upstream_failure};
+use super::{discard_grant, ensure_same_account, guard_for, upstream_failure};
 use crate::db;
 use crate::error::{AppError, AppResult};
 use crate::grants::{self, NewConnection};
@@ -196,13 +196,12 @@ async fn connect_here(
     };
     // As in the browser flow: the connected account stays unless the user chose to
     // replace it.
-    let guarded = match (reconnecting, existing_id) {
-        (Some(id), _) => Some((id, Guard::Link)),
-        (None, Some(id)) if !login.replace_account => Some((id, Guard::Page)),
-        _ => None,
-    };
-    if let Some((id, guard)) = guarded {
-        ensure_same_account(app, provider, id, &established.account, guard).await?;
+    if let Some((id, guard)) = guard_for(reconnecting, existing_id, login.replace_account)
+        && let Err(refused) =
+            ensure_same_account(app, provider, id, &established.account, guard).await
+    {
+        discard_grant(app, provider, &established.ctx, &tokens).await;
+        return Err(refused);
     }
     let credentials = if login.remember {
         let stored = StoredCredentials {
@@ -215,7 +214,7 @@ async fn connect_here(
     } else {
         None
     };
-    let connection_id = grants::store(
+    let stored = grants::store(
         app,
         NewConnection {
             provider,
@@ -227,7 +226,14 @@ async fn connect_here(
             actor: &Actor::EndUser,
         },
     )
-    .await?;
+    .await;
+    let connection_id = match stored {
+        Ok(id) => id,
+        Err(e) => {
+            discard_grant(app, provider, &established.ctx, &tokens).await;
+            return Err(e);
+        }
+    };
     tracing::info!(provider = %provider.id, remembered = login.remember, "API user connected");
     Ok(connection_id)
 }

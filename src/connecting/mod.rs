@@ -12,6 +12,7 @@ use crate::oauth::token::{self, Grant, TokenError};
 use crate::oauth::{establish, revoke};
 use crate::providers::{Context, Provider};
 use crate::state::AppState;
+use uuid::Uuid;
 
 /// What the detached part of a callback needs (secrets included: never logged).
 pub struct Exchange {
@@ -52,12 +53,7 @@ pub async fn exchange_and_store(app: &AppState, x: Exchange) -> AppResult<uuid::
         };
     // A reconnect link repairs its own connection; from the connect page, an existing
     // connection keeps its upstream account unless the user chose to replace it.
-    let guarded = match (x.reconnecting, x.existing_id) {
-        (Some(id), _) => Some((id, Guard::Link)),
-        (None, Some(id)) if !x.replacing => Some((id, Guard::Page)),
-        _ => None,
-    };
-    if let Some((id, guard)) = guarded
+    if let Some((id, guard)) = guard_for(x.reconnecting, x.existing_id, x.replacing)
         && let Err(refused) =
             ensure_same_account(app, provider, id, &established.account, guard).await
     {
@@ -119,6 +115,20 @@ pub enum Guard {
     Link,
     /// The connect page's Connect/Reconnect: a disconnected connection may change hands.
     Page,
+}
+
+/// Which connection must keep its upstream account, and why: a reconnect link's own,
+/// or the existing one unless the user chose to replace it.
+pub fn guard_for(
+    reconnecting: Option<Uuid>,
+    existing_id: Option<Uuid>,
+    replacing: bool,
+) -> Option<(Uuid, Guard)> {
+    match (reconnecting, existing_id) {
+        (Some(id), _) => Some((id, Guard::Link)),
+        (None, Some(id)) if !replacing => Some((id, Guard::Page)),
+        _ => None,
+    }
 }
 
 /// A different upstream account is refused, naming both accounts.

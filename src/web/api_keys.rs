@@ -22,7 +22,7 @@ const TOUCH_EVERY: time::Duration = time::Duration::minutes(1);
 pub async fn authenticate(app: &AppState, presented: &str) -> AppResult<Uuid> {
     let hash = crypto::token_hash(presented);
     let now = app.clock.now();
-    if let Some(key) = app.api_keys.get(&hash) {
+    if let Some(key) = app.api_keys.get(&hash, now) {
         return match key.expires_at {
             Some(at) if at <= now => Err(AppError::Unauthorized),
             _ => Ok(key.id),
@@ -35,7 +35,7 @@ pub async fn authenticate(app: &AppState, presented: &str) -> AppResult<Uuid> {
     if key.last_used_at.is_none_or(|at| at < now - TOUCH_EVERY) {
         db::api_keys::touch(&mut conn, key.id, now).await?;
     }
-    app.api_keys.insert(hash, key);
+    app.api_keys.insert(hash, key, now);
     Ok(key.id)
 }
 
