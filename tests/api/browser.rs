@@ -54,28 +54,38 @@ pub(crate) async fn start_driver() -> Driver {
         .port();
     let profile = std::env::temp_dir().join(format!("keyhaven-e2e-{}", uuid::Uuid::new_v4()));
     std::fs::create_dir_all(&profile).unwrap();
-    let child = std::process::Command::new(CHROMEDRIVER)
+    let mut child = std::process::Command::new(CHROMEDRIVER)
         .arg(format!("--port={port}"))
         .process_group(0)
-        .stdout(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
+    // chromedriver says when it listens; its output is read to the end so that it never
+    // blocks on a full pipe.
+    let stdout = child.stdout.take().unwrap();
+    let (started, listening) = tokio::sync::oneshot::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        let mut started = Some(started);
+        for line in std::io::BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if line.contains("started successfully")
+                && let Some(tell) = started.take()
+            {
+                let _ = tell.send(());
+            }
+        }
+    });
     let driver = Driver {
         child,
         port,
         profile,
     };
-    for _ in 0..100 {
-        if tokio::net::TcpStream::connect(("127.0.0.1", port))
-            .await
-            .is_ok()
-        {
-            return driver;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
+    match tokio::time::timeout(Duration::from_secs(10), listening).await {
+        Ok(Ok(())) => driver,
+        _ => panic!("chromedriver did not start listening on port {port}"),
     }
-    panic!("chromedriver did not start listening on port {port}");
 }
 
 pub(crate) async fn open_browser(driver: &Driver) -> Client {

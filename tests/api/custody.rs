@@ -306,6 +306,8 @@ struct Serve {
     child: tokio::process::Child,
     url: String,
     log: PathBuf,
+    /// Copies the process's log lines (stderr) into `log` until the process closes it.
+    copier: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl Serve {
@@ -316,7 +318,11 @@ impl Serve {
         };
         let url = format!("http://127.0.0.1:{port}");
         let log = std::env::temp_dir().join(format!("keyhaven-serve-{}.log", uuid::Uuid::new_v4()));
-        let out = std::fs::File::create(&log).unwrap();
+        let out = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .unwrap();
         let sandbox = &app.sandbox_url;
         let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_keyhaven"));
         command
@@ -349,7 +355,7 @@ impl Serve {
             )
             .stdin(Stdio::null())
             .stdout(out.try_clone().unwrap())
-            .stderr(out)
+            .stderr(Stdio::piped())
             .kill_on_drop(true);
         for (name, value) in extra {
             command.env(name, value);
@@ -361,24 +367,23 @@ impl Serve {
                 .env("FAKETIME", offset)
                 .env("FAKETIME_DONT_FAKE_MONOTONIC", "1");
         }
-        let child = command.spawn().unwrap();
-        let serve = Serve { child, url, log };
-        serve.ready().await;
-        serve
-    }
-
-    /// Polls /healthz until the process answers (start-up, not synchronisation).
-    async fn ready(&self) {
-        let client = reqwest::Client::new();
-        for _ in 0..600 {
-            if let Ok(r) = client.get(format!("{}/healthz", self.url)).send().await
-                && r.status() == StatusCode::OK
-            {
-                return;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        let mut child = command.spawn().unwrap();
+        // Start-up ends with the "keyhaven listening" line, written once the port is bound.
+        let (listening, bound) = tokio::sync::oneshot::channel();
+        let copier = tokio::spawn(copy_log(child.stderr.take().unwrap(), out, listening));
+        let serve = Serve {
+            child,
+            url,
+            log,
+            copier: Some(copier),
+        };
+        if tokio::time::timeout(std::time::Duration::from_secs(30), bound)
+            .await
+            .map_or(true, |said| said.is_err())
+        {
+            panic!("keyhaven serve did not start:\n{}", serve.output());
         }
-        panic!("keyhaven serve did not start:\n{}", self.output());
+        serve
     }
 
     fn terminate(&self) {
@@ -386,15 +391,41 @@ impl Serve {
         assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
     }
 
+    /// Waits for the process to exit and for its last log lines to be copied.
     async fn exit(&mut self) -> ExitStatus {
-        tokio::time::timeout(std::time::Duration::from_secs(60), self.child.wait())
+        let status = tokio::time::timeout(std::time::Duration::from_secs(60), self.child.wait())
             .await
             .expect("exits within a minute")
-            .unwrap()
+            .unwrap();
+        if let Some(copier) = self.copier.take() {
+            copier.await.unwrap();
+        }
+        status
     }
 
     fn output(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+/// Copies each line of `from` into `to`; says so on `listening` at the line that
+/// reports the bound port.
+async fn copy_log(
+    from: tokio::process::ChildStderr,
+    mut to: std::fs::File,
+    listening: tokio::sync::oneshot::Sender<()>,
+) {
+    use std::io::Write;
+    use tokio::io::AsyncBufReadExt;
+    let mut listening = Some(listening);
+    let mut lines = tokio::io::BufReader::new(from).lines();
+    while let Ok(Some(line)) = lines.next_line().await {
+        writeln!(to, "{line}").unwrap();
+        if line.contains("keyhaven listening")
+            && let Some(tell) = listening.take()
+        {
+            let _ = tell.send(());
+        }
     }
 }
 
