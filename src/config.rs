@@ -274,7 +274,8 @@ pub struct Settings {
     /// Per provider id, the line its connect card shows (`providers.<id>.connect_hint`).
     pub connect_hints: BTreeMap<String, String>,
     pub logging: LoggingSettings,
-    pub branding: crate::branding::Branding,
+    /// Shared: every page request puts it in scope (see `web::brand`).
+    pub branding: std::sync::Arc<crate::branding::Branding>,
     /// `server.allowed_return_origins`, each as its parsed origin.
     pub return_origins: Vec<url::Origin>,
 }
@@ -511,7 +512,7 @@ impl RawSettings {
         let branding = crate::branding::Branding::from_settings(&self.branding)
             .map_err(|(setting, problem)| ConfigError::new(setting, problem))?;
         Ok(Settings {
-            branding,
+            branding: branding.into(),
             return_origins,
             server: self.server,
             database: self.database,

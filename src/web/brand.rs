@@ -4,6 +4,8 @@
 //! Pages, error pages included, render deep inside handlers and error conversions that
 //! have no state at hand; a layer puts the branding in a task-local for the request.
 
+use std::sync::Arc;
+
 use axum::Router;
 use axum::extract::{Request, State};
 use axum::http::{StatusCode, header};
@@ -15,7 +17,7 @@ use crate::branding::Branding;
 use crate::state::AppState;
 
 tokio::task_local! {
-    static BRANDING: Branding;
+    static BRANDING: Arc<Branding>;
 }
 
 pub fn router() -> Router<AppState> {
@@ -25,8 +27,8 @@ pub fn router() -> Router<AppState> {
 }
 
 /// The branding of the request being answered (Keyhaven's own outside a request).
-pub fn current() -> Branding {
-    BRANDING.try_with(Branding::clone).unwrap_or_default()
+pub fn current() -> Arc<Branding> {
+    BRANDING.try_with(Arc::clone).unwrap_or_default()
 }
 
 /// Layer: answers the request with the configured branding in scope.

@@ -388,7 +388,8 @@ fn branded(settings: &mut keyhaven::config::Settings) {
             ),
             support_url: Some("https://help.acme.example/connections".parse().unwrap()),
         })
-        .unwrap();
+        .unwrap()
+        .into();
 }
 
 #[tokio::test]
