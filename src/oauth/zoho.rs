@@ -6,7 +6,7 @@ use serde::Deserialize;
 use url::Url;
 
 use super::identity::Account;
-use super::token::{TokenError, fetch, read_limited, transport_error};
+use super::token::{TokenError, fetch};
 use crate::providers::zoho::Config;
 use crate::providers::{Context, Kind, Provider};
 
@@ -88,15 +88,11 @@ pub async fn revoke(
         .map_err(|_| TokenError::Malformed("accounts server"))?;
     url.query_pairs_mut()
         .append_pair("token", refresh_token.expose_secret());
-    let response = http.post(url).send().await.map_err(transport_error)?;
-    let status = response.status();
-    let body = read_limited(response).await?;
+    // Throttling and outages as for every provider call; Zoho refuses inside a 200.
+    let body = fetch(http.post(url), "revoke").await?;
     let json: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
-    if status.is_success() && json.get("error").is_none() {
-        Ok(())
-    } else if status.is_server_error() {
-        Err(TokenError::Unavailable(status.as_u16()))
-    } else {
-        Err(TokenError::Rejected("revoke refused".into()))
+    if json.get("error").is_some() {
+        return Err(TokenError::Rejected("revoke refused".into()));
     }
+    Ok(())
 }

@@ -146,32 +146,56 @@ impl fmt::Debug for Provider {
 }
 
 impl Provider {
-    /// Every URL configured for this provider, named (what `keyhaven check` reaches).
-    pub fn configured_urls(&self) -> Vec<(String, Url)> {
+    /// Every URL configured for this provider, by its setting under `providers.<id>`.
+    pub fn urls(&self) -> Vec<(String, Url)> {
         let mut urls = vec![
-            ("authorize URL".to_string(), self.authorize_url.clone()),
-            ("token URL".to_string(), self.token_url.clone()),
+            ("authorize_url".to_string(), self.authorize_url.clone()),
+            ("token_url".to_string(), self.token_url.clone()),
         ];
         if let Some(info) = &self.userinfo {
-            urls.push(("who-am-I URL".into(), info.url.clone()));
+            urls.push(("userinfo_url".into(), info.url.clone()));
         }
         if let Some(url) = &self.revocation_url {
-            urls.push(("revocation URL".into(), url.clone()));
+            urls.push(("revocation_url".into(), url.clone()));
         }
         match &self.kind {
-            Kind::Bullhorn(cfg) => urls.push(("loginInfo URL".into(), cfg.login_info_url.clone())),
+            Kind::Bullhorn(cfg) => urls.push(("login_info_url".into(), cfg.login_info_url.clone())),
             Kind::Zoho(cfg) => {
                 for dc in &cfg.data_centers {
-                    if let Ok(url) = Url::parse(&dc.accounts_url) {
-                        urls.push((format!("accounts server ({})", dc.location), url));
+                    for (key, raw) in [("accounts_url", &dc.accounts_url), ("api_url", &dc.api_url)]
+                    {
+                        // Parsed when the provider was built; a failure cannot happen here.
+                        if let Ok(url) = Url::parse(raw) {
+                            urls.push((format!("data_centers.{}.{key}", dc.location), url));
+                        }
                     }
                 }
             }
             _ => {}
         }
-        let mut seen = std::collections::HashSet::new();
-        urls.retain(|(_, url)| seen.insert(url.clone()));
         urls
+    }
+
+    /// Every distinct URL configured for this provider, named for people (what
+    /// `keyhaven check` reaches): `token URL`, `accounts URL (eu)`.
+    pub fn configured_urls(&self) -> Vec<(String, Url)> {
+        let mut seen = std::collections::HashSet::new();
+        self.urls()
+            .into_iter()
+            .filter(|(_, url)| seen.insert(url.clone()))
+            .map(|(key, url)| {
+                let (place, key) = match key.rsplit_once('.') {
+                    Some((place, key)) => (place.strip_prefix("data_centers."), key.to_string()),
+                    None => (None, key),
+                };
+                let name = format!("{} URL", key.trim_end_matches("_url").replace('_', " "));
+                let name = match place {
+                    Some(location) => format!("{name} ({location})"),
+                    None => name,
+                };
+                (name, url)
+            })
+            .collect()
     }
 
     /// The token endpoint for a connection: Bullhorn and Zoho answer at the user's data
@@ -431,35 +455,7 @@ pub fn from_settings(
 /// Every configured URL that receives a secret (or sends the browser with a code's
 /// state) must be https, or http on loopback where the operator allows it.
 fn check_hosts(provider: &Provider, allow_insecure: bool) -> Result<(), ConfigError> {
-    let mut urls: Vec<(&str, &Url)> = vec![
-        ("authorize_url", &provider.authorize_url),
-        ("token_url", &provider.token_url),
-    ];
-    if let Some(u) = &provider.userinfo {
-        urls.push(("userinfo_url", &u.url));
-    }
-    if let Some(u) = &provider.revocation_url {
-        urls.push(("revocation_url", u));
-    }
-    let mut zoho = Vec::new();
-    match &provider.kind {
-        Kind::Bullhorn(cfg) => urls.push(("login_info_url", &cfg.login_info_url)),
-        Kind::Zoho(cfg) => {
-            for dc in &cfg.data_centers {
-                for (key, raw) in [("accounts_url", &dc.accounts_url), ("api_url", &dc.api_url)] {
-                    if let Ok(url) = Url::parse(raw) {
-                        zoho.push((format!("data_centers.{}.{key}", dc.location), url));
-                    }
-                }
-            }
-        }
-        _ => {}
-    }
-    let named = urls
-        .into_iter()
-        .map(|(k, u)| (k.to_string(), u.clone()))
-        .chain(zoho);
-    for (key, url) in named {
+    for (key, url) in provider.urls() {
         if hosts::transport_allowed(&url, allow_insecure).is_err() {
             return Err(ConfigError::new(
                 format!("providers.{}.{key}", provider.id),
