@@ -59,3 +59,44 @@ impl TestApp {
             .unwrap()
     }
 }
+
+impl TestApp {
+    /// Starts a Bullhorn flow for `username` from the connect page; the answer leads to
+    /// the authorize page at the user's data center.
+    pub async fn start_bullhorn(
+        &self,
+        browser: &reqwest::Client,
+        username: &str,
+    ) -> reqwest::Response {
+        let csrf = self.csrf(browser).await;
+        browser
+            .post(format!("{}/connect/bullhorn", self.url))
+            .form(&[("csrf", csrf.as_str()), ("username", username)])
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// Signs in on the sandbox's Bullhorn login page; returns the callback URL.
+    pub async fn bullhorn_sign_in(
+        &self,
+        authorize: &str,
+        username: &str,
+        password: &str,
+    ) -> String {
+        let url = url::Url::parse(authorize).unwrap();
+        let mut form: std::collections::HashMap<String, String> =
+            url.query_pairs().into_owned().collect();
+        form.insert("username".into(), username.into());
+        form.insert("password".into(), password.into());
+        form.insert("decision".into(), "login".into());
+        let r = crate::helpers::browser()
+            .post(format!("{}{}", self.sandbox_url, url.path()))
+            .form(&form)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::FOUND, "sign in");
+        crate::helpers::location(&r)
+    }
+}

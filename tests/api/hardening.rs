@@ -46,16 +46,6 @@ fn loopback_hosts() -> HostPolicy {
     HostPolicy::new(vec!["127.0.0.1".into()], true)
 }
 
-async fn start_bullhorn(app: &TestApp, browser: &reqwest::Client, user: &str) -> reqwest::Response {
-    let csrf = app.csrf(browser).await;
-    browser
-        .post(format!("{}/connect/bullhorn", app.url))
-        .form(&[("csrf", csrf.as_str()), ("username", user)])
-        .send()
-        .await
-        .unwrap()
-}
-
 /// The `host_refused` alarm recorded for Bullhorn. It is written in the background after
 /// the request that met the host was answered: a trigger in this test's database
 /// announces the row, and this waits for that, not for time.
@@ -153,7 +143,7 @@ async fn login_info_that_points_at_another_domain_sends_nothing_there() {
         .await;
         let browser = app.user_browser("bh-hosts").await;
         let before = stub_hits.load(Ordering::SeqCst);
-        let r = start_bullhorn(&app, &browser, "east.user").await;
+        let r = app.start_bullhorn(&browser, "east.user").await;
         assert_eq!(r.status(), StatusCode::BAD_GATEWAY, "{case}");
         let page = r.text().await.unwrap();
         assert!(
@@ -185,7 +175,7 @@ async fn plain_http_hosts_are_refused_unless_insecure_loopback_is_allowed() {
     })
     .await;
     let browser = app.user_browser("bh-http").await;
-    let r = start_bullhorn(&app, &browser, "east.user").await;
+    let r = app.start_bullhorn(&browser, "east.user").await;
     assert_eq!(r.status(), StatusCode::BAD_GATEWAY);
     assert!(r.text().await.unwrap().contains("not allowed"));
     assert_eq!(hits.load(Ordering::SeqCst), 0, "no request over plain http");
@@ -240,23 +230,13 @@ async fn a_rest_login_answer_naming_another_domain_gets_no_token() {
     .await;
     *sandbox_base.lock().unwrap() = app.sandbox_url.clone();
     let user = app.user_browser("bh-rest").await;
-    let r = start_bullhorn(&app, &user, "east.user").await;
+    let r = app.start_bullhorn(&user, "east.user").await;
     assert_eq!(r.status(), StatusCode::SEE_OTHER);
     let authorize = location(&r);
-    let url = url::Url::parse(&authorize).unwrap();
-    let mut form: std::collections::HashMap<String, String> =
-        url.query_pairs().into_owned().collect();
-    form.insert("username".into(), "east.user".into());
-    form.insert("password".into(), "bullhorn-pass".into());
-    form.insert("decision".into(), "login".into());
-    let signed_in = browser()
-        .post(format!("{}{}", app.sandbox_url, url.path()))
-        .form(&form)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(signed_in.status(), StatusCode::FOUND);
-    let done = user.get(location(&signed_in)).send().await.unwrap();
+    let callback = app
+        .bullhorn_sign_in(&authorize, "east.user", "bullhorn-pass")
+        .await;
+    let done = user.get(callback).send().await.unwrap();
     assert_eq!(done.status(), StatusCode::BAD_GATEWAY);
     assert!(done.text().await.unwrap().contains("not allowed"));
     assert_eq!(app.sandbox.counter("bullhorn.token.authorization_code"), 1);
@@ -274,21 +254,12 @@ async fn a_tampered_stored_host_is_refused_at_refresh_and_credential_time() {
     let app = spawn_app().await;
     let key = app.api_key().await;
     let user = app.user_browser("bh-tamper").await;
-    let r = start_bullhorn(&app, &user, "east.user").await;
+    let r = app.start_bullhorn(&user, "east.user").await;
     let authorize = location(&r);
-    let url = url::Url::parse(&authorize).unwrap();
-    let mut form: std::collections::HashMap<String, String> =
-        url.query_pairs().into_owned().collect();
-    form.insert("username".into(), "east.user".into());
-    form.insert("password".into(), "bullhorn-pass".into());
-    form.insert("decision".into(), "login".into());
-    let signed_in = browser()
-        .post(format!("{}{}", app.sandbox_url, url.path()))
-        .form(&form)
-        .send()
-        .await
-        .unwrap();
-    let done = user.get(location(&signed_in)).send().await.unwrap();
+    let callback = app
+        .bullhorn_sign_in(&authorize, "east.user", "bullhorn-pass")
+        .await;
+    let done = user.get(callback).send().await.unwrap();
     assert_eq!(done.status(), StatusCode::SEE_OTHER);
     let id: uuid::Uuid = sqlx::query_scalar("SELECT id FROM connections")
         .fetch_one(app.pool())

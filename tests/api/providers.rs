@@ -1,5 +1,3 @@
-use std::collections::HashMap;
-
 use keyhaven_sandbox::{Fault, FaultEffect, FaultTarget};
 use reqwest::StatusCode;
 use serde_json::Value;
@@ -7,43 +5,6 @@ use url::Url;
 
 use crate::chains::*;
 use crate::helpers::*;
-
-/// Starts a Bullhorn flow for `username`; returns the authorize URL at the user's data center.
-async fn start_bullhorn(
-    app: &TestApp,
-    browser: &reqwest::Client,
-    username: &str,
-) -> reqwest::Response {
-    let csrf = app.csrf(browser).await;
-    browser
-        .post(format!("{}/connect/bullhorn", app.url))
-        .form(&[("csrf", csrf.as_str()), ("username", username)])
-        .send()
-        .await
-        .unwrap()
-}
-
-/// Signs in on the sandbox's Bullhorn login page; returns the callback URL.
-async fn bullhorn_sign_in(
-    app: &TestApp,
-    authorize: &str,
-    username: &str,
-    password: &str,
-) -> String {
-    let url = Url::parse(authorize).unwrap();
-    let mut form: HashMap<String, String> = url.query_pairs().into_owned().collect();
-    form.insert("username".into(), username.into());
-    form.insert("password".into(), password.into());
-    form.insert("decision".into(), "login".into());
-    let r = browser()
-        .post(format!("{}{}", app.sandbox_url, url.path()))
-        .form(&form)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::FOUND, "sign in");
-    location(&r)
-}
 
 async fn connection_id(app: &TestApp, provider: &str) -> uuid::Uuid {
     sqlx::query_scalar("SELECT id FROM connections WHERE provider = $1")
@@ -60,7 +21,7 @@ async fn bullhorn_browser_flow_finds_the_data_center_and_spends_the_token_on_res
     let page = app.connect_page(&browser).await;
     assert!(page.contains("Bullhorn username"));
     // west.user lives in the west data center: loginInfo at east answers 307, followed once.
-    let r = start_bullhorn(&app, &browser, "west.user").await;
+    let r = app.start_bullhorn(&browser, "west.user").await;
     assert_eq!(r.status(), StatusCode::SEE_OTHER);
     let authorize = location(&r);
     assert!(
@@ -79,7 +40,9 @@ async fn bullhorn_browser_flow_finds_the_data_center_and_spends_the_token_on_res
         2,
         "the 307 was followed explicitly"
     );
-    let callback = bullhorn_sign_in(&app, &authorize, "west.user", "bullhorn-pass").await;
+    let callback = app
+        .bullhorn_sign_in(&authorize, "west.user", "bullhorn-pass")
+        .await;
     assert!(
         callback.contains("code=5%3A"),
         "the code carries a percent-encoded colon: {callback}"
@@ -145,9 +108,9 @@ async fn bullhorn_browser_flow_finds_the_data_center_and_spends_the_token_on_res
 async fn bullhorn_unknown_username_and_wrong_sign_in_store_nothing() {
     let app = spawn_app().await;
     let browser = app.user_browser("bh-2").await;
-    let r = start_bullhorn(&app, &browser, "nobody.here").await;
+    let r = app.start_bullhorn(&browser, "nobody.here").await;
     assert_eq!(r.status(), StatusCode::BAD_GATEWAY);
-    let r = start_bullhorn(&app, &browser, "bad user").await;
+    let r = app.start_bullhorn(&browser, "bad user").await;
     assert_eq!(r.status(), StatusCode::BAD_REQUEST);
     assert_eq!(app.connection_count().await, 0);
 }
