@@ -61,6 +61,22 @@ impl TestApp {
 }
 
 impl TestApp {
+    /// `POST /api/v1/connections/{id}/reconnect-link`'s JSON answer.
+    pub async fn reconnect_link(&self, key: &str, id: uuid::Uuid) -> Value {
+        reqwest::Client::new()
+            .post(format!(
+                "{}/api/v1/connections/{id}/reconnect-link",
+                self.url
+            ))
+            .bearer_auth(key)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
     /// Starts a Bullhorn flow for `username` from the connect page; the answer leads to
     /// the authorize page at the user's data center.
     pub async fn start_bullhorn(

@@ -495,16 +495,7 @@ async fn polling_a_dead_connection_returns_the_same_reconnect_link() {
     assert!(!sealed.windows(token.len()).any(|w| w == token.as_bytes()));
 
     // The same link through the reconnect-link endpoint.
-    let r = reqwest::Client::new()
-        .post(format!(
-            "{}/api/v1/connections/{id}/reconnect-link",
-            app.url
-        ))
-        .bearer_auth(&key)
-        .send()
-        .await
-        .unwrap();
-    let body: Value = r.json().await.unwrap();
+    let body = app.reconnect_link(&key, id).await;
     assert_eq!(body["url"], urls[0].as_str());
 
     // Once it is used, or past half its life, a new one is made.

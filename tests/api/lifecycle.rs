@@ -212,18 +212,7 @@ async fn a_reconnect_with_another_upstream_account_is_refused() {
     let app = spawn_app().await;
     let key = app.api_key().await;
     let (_, id) = app.connected("cred-5", "smartrecruiters").await;
-    let link: Value = reqwest::Client::new()
-        .post(format!(
-            "{}/api/v1/connections/{id}/reconnect-link",
-            app.url
-        ))
-        .bearer_auth(&key)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let link: Value = app.reconnect_link(&key, id).await;
     let before: Vec<u8> = sqlx::query_scalar("SELECT access_token FROM connections")
         .fetch_one(app.pool())
         .await

@@ -128,18 +128,7 @@ async fn opening_a_reconnect_link_uses_it_only_on_continue() {
     let app = spawn_app().await;
     let key = app.api_key().await;
     let (_, id) = app.connected("scanned", "smartrecruiters").await;
-    let link: serde_json::Value = reqwest::Client::new()
-        .post(format!(
-            "{}/api/v1/connections/{id}/reconnect-link",
-            app.url
-        ))
-        .bearer_auth(&key)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let link: serde_json::Value = app.reconnect_link(&key, id).await;
     let url = link["url"].as_str().unwrap();
     // A mail scanner fetches it a few times.
     for _ in 0..3 {
