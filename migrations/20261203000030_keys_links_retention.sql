@@ -8,11 +8,6 @@ ALTER TABLE api_keys
 -- A reconnect link's raw token, sealed (AES-256-GCM, AAD = the link's row), so the API
 -- hands out the same live link again instead of minting one per call.
 ALTER TABLE links ADD COLUMN token_sealed bytea;
-CREATE INDEX links_live_reconnect ON links (connection_id, expires_at)
-    WHERE kind = 'reconnect' AND used_at IS NULL;
--- Housekeeping deletes links a week after they expired or were used.
-CREATE INDEX links_expiry ON links (expires_at);
-CREATE INDEX links_used ON links (used_at) WHERE used_at IS NOT NULL;
 
 -- Bullhorn API-user sign-ins on our page, counted per end user and per username. Keys
 -- are HMACs, so a username typed here is never stored readable. An attempt is written

@@ -239,3 +239,42 @@ async fn failing_connections_get_their_code_from_the_stored_error() {
         .await
         .unwrap();
 }
+
+/// A database migrated by a release whose text of a migration was later revised (to the
+/// same schema) starts as well as one migrated by the current text.
+#[tokio::test]
+async fn a_migration_applied_in_its_released_text_is_accepted() {
+    let app = spawn_app().await;
+    const RELEASED: &str = "a1a7f21025847caaf695d38f621f002d7987f2dcbf9cd113918f25a87cb30a0afd2059a698c30de8c98986c527374e47";
+    let set = |checksum: &'static str| {
+        sqlx::query(
+            "UPDATE _sqlx_migrations SET checksum = decode($1, 'hex') WHERE version = 20261203000030",
+        )
+        .bind(checksum)
+        .execute(app.pool())
+    };
+    set(RELEASED).await.unwrap();
+    keyhaven::db::connect_and_migrate(&app.state.settings.database)
+        .await
+        .expect("the released text is accepted")
+        .close()
+        .await;
+    let stored: Vec<u8> =
+        sqlx::query_scalar("SELECT checksum FROM _sqlx_migrations WHERE version = 20261203000030")
+            .fetch_one(app.pool())
+            .await
+            .unwrap();
+    let current = keyhaven::db::MIGRATOR
+        .iter()
+        .find(|m| m.version == 20261203000030)
+        .unwrap();
+    assert_eq!(stored, current.checksum.as_ref());
+    // Any other text is still refused.
+    set("00").await.unwrap();
+    let err = keyhaven::db::connect_and_migrate(&app.state.settings.database)
+        .await
+        .map(|_| ())
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("modified"), "{err}");
+}
